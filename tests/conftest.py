@@ -206,3 +206,29 @@ def down_url() -> str:
     endpoint = DownEndpoint()
     yield endpoint.url
     endpoint.close()
+
+
+# --- the embedded Brandenburg sample -------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def brandenburg_cube(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The embedded Brandenburg sample built into a Zarr cube once per session."""
+    from senland_geo.build import build_region_cube
+    from senland_geo.regions import get_region
+
+    out = tmp_path_factory.mktemp("cubes") / "brandenburg.zarr"
+    return build_region_cube(get_region("brandenburg"), out)
+
+
+@pytest.fixture(scope="session")
+def tiny_checkpoint(brandenburg_cube: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A briefly trained slim U-Net checkpoint on the sample (fast, not accurate)."""
+    from senland_geo.train import TrainConfig, train
+
+    out = tmp_path_factory.mktemp("run")
+    config = TrainConfig(
+        model="unet-resnet34-slim", epochs=1, patches_per_epoch=32, batch_size=8, eval_tile=256
+    )
+    train(brandenburg_cube, out, config, progress=False)
+    return out / "checkpoint.pt"

@@ -50,6 +50,8 @@ class Region:
         class_table: Name of the class table (see :data:`senland_geo.classes.TABLES`).
         bands: Sentinel-2 band names the models read.
         description: One sentence for ``senland-geo regions``.
+        grid_bounds: Optional exact output grid ``(minx, miny, maxx, maxy)`` in ``epsg``;
+            by default the bbox projected to ``epsg`` and snapped outward to the resolution.
     """
 
     name: str
@@ -63,6 +65,7 @@ class Region:
     class_table: str = "esa-worldcover"
     bands: tuple[str, ...] = field(default=S2_BANDS_10)
     description: str = ""
+    grid_bounds: tuple[float, float, float, float] | None = None
 
     def __post_init__(self) -> None:
         if not self.name or self.name != self.name.strip().lower() or " " in self.name:
@@ -116,6 +119,14 @@ class Region:
                 f"region {self.name!r}: bands {unknown or '()'} are not Sentinel-2 band names; "
                 f"use names from {', '.join(S2_ALL_BANDS)}"
             )
+        if self.grid_bounds is not None:
+            gb = tuple(float(v) for v in self.grid_bounds)
+            if len(gb) != 4 or gb[0] >= gb[2] or gb[1] >= gb[3]:
+                raise ValueError(
+                    f"region {self.name!r}: grid_bounds {self.grid_bounds!r} must be "
+                    "(minx, miny, maxx, maxy) with min < max"
+                )
+            object.__setattr__(self, "grid_bounds", gb)
         object.__setattr__(self, "collections", tuple(self.collections))
         object.__setattr__(self, "bands", tuple(self.bands))
         object.__setattr__(self, "time_range", (start.isoformat(), end.isoformat()))
@@ -129,6 +140,24 @@ class Region:
     def datetime(self) -> str:
         """The time range as a STAC ``datetime`` interval string."""
         return f"{self.time_range[0]}/{self.time_range[1]}"
+
+    def output_bounds(self) -> tuple[float, float, float, float]:
+        """Return the output grid bounds in ``epsg``, aligned to the resolution."""
+        if self.grid_bounds is not None:
+            return self.grid_bounds
+        import math
+
+        from pyproj import Transformer
+
+        to_grid = Transformer.from_crs(4326, self.epsg, always_xy=True)
+        minx, miny, maxx, maxy = to_grid.transform_bounds(*self.bbox)
+        r = self.resolution
+        return (
+            math.floor(minx / r) * r,
+            math.floor(miny / r) * r,
+            math.ceil(maxx / r) * r,
+            math.ceil(maxy / r) * r,
+        )
 
     def replace(self, **changes: object) -> Region:
         """Return a copy with some fields changed (validated again)."""
@@ -206,6 +235,7 @@ BRANDENBURG = Region(
     catalog="brandenburg-sample",
     labels="embedded",
     description="Embedded real sample: S2 L1C T33UUU 2017-02-16, 15.4 x 7.7 km, OSM labels",
+    grid_bounds=(330000.0, 5814360.0, 345360.0, 5822040.0),
 )
 
 

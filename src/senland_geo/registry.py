@@ -120,8 +120,7 @@ def load(kind: str, name: str) -> Any:
         return ep.load()
     except Exception as exc:  # a broken plugin must not take the others down
         raise PluginLoadError(
-            f"{kind[:-1]} plugin {name!r} ({ep.value}) failed to load: "
-            f"{type(exc).__name__}: {exc}"
+            f"{kind[:-1]} plugin {name!r} ({ep.value}) failed to load: {type(exc).__name__}: {exc}"
         ) from exc
 
 

@@ -1,0 +1,209 @@
+"""The ``senland-geo`` command line: thin click commands, one library call each."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import click
+
+from senland_geo import __version__
+from senland_geo.errors import UserError
+
+BBOX = click.option(
+    "--bbox",
+    nargs=4,
+    type=float,
+    default=None,
+    metavar="W S E N",
+    help="Override the region's bbox (EPSG:4326 degrees).",
+)
+CATALOG = click.option(
+    "--catalog",
+    default=None,
+    help="Provider name (earth-search, planetary-computer), STAC API URL or local catalog path.",
+)
+START = click.option("--start", default=None, help="Override the season start (YYYY-MM-DD).")
+END = click.option("--end", default=None, help="Override the season end (YYYY-MM-DD).")
+
+
+@click.group()
+@click.version_option(__version__, prog_name="senland-geo")
+def cli() -> None:
+    """Land cover and crop types from Sentinel-2, with plugin-based deep learning."""
+
+
+@cli.command()
+def plugins() -> None:
+    """List installed plugins by kind, with their distribution and status."""
+    from senland_geo import registry
+
+    for kind in registry.GROUPS:
+        click.echo(f"{kind}:")
+        import warnings
+
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            report = registry.check_all(kind)
+        for info, error in report:
+            status = "ok" if error is None else f"BROKEN: {error}"
+            click.echo(
+                f"  {info.name:<22} {info.distribution} {info.version:<10} {info.value}  [{status}]"
+            )
+
+
+@cli.group(invoke_without_command=True)
+@click.pass_context
+def regions(ctx: click.Context) -> None:
+    """List the installed regions (or show one with 'regions show NAME')."""
+    if ctx.invoked_subcommand is not None:
+        return
+    from senland_geo import registry
+    from senland_geo.regions import get_region
+
+    for name in registry.names("regions"):
+        try:
+            r = get_region(name)
+            click.echo(f"{name:<16} EPSG:{r.epsg:<6} {r.catalog:<20} {r.description}")
+        except UserError as exc:
+            click.echo(f"{name:<16} BROKEN: {exc}")
+
+
+@regions.command("show")
+@click.argument("name")
+def regions_show(name: str) -> None:
+    """Print one region as JSON."""
+    from senland_geo.regions import get_region
+
+    region = get_region(name)
+    data = region.to_dict()
+    data["output_bounds"] = region.output_bounds()
+    data["classes"] = region.classes.names
+    click.echo(json.dumps(data, indent=2))
+
+
+@cli.command()
+@click.option("--region", "region_name", required=True, help="Region plugin name.")
+@click.option("--out", required=True, type=click.Path(path_type=Path), help="Output *.zarr.")
+@CATALOG
+@BBOX
+@START
+@END
+@click.option(
+    "--composite",
+    type=click.Choice(["median", "monthly", "none"]),
+    default="median",
+    show_default=True,
+)
+@click.option("--max-cloud", type=float, default=None, help="Scene cloud-cover ceiling (%).")
+@click.option("--overwrite", is_flag=True, help="Replace an existing store.")
+def cube(region_name, out, catalog, bbox, start, end, composite, max_cloud, overwrite) -> None:
+    """Build a region's cloud-masked cube with labels and store it as Zarr."""
+    from senland_geo.build import build_region_cube
+    from senland_geo.pipeline import resolve_region
+
+    region = resolve_region(region_name, bbox=bbox, start=start, end=end)
+    path = build_region_cube(
+        region, out, catalog=catalog, composite=composite, max_cloud=max_cloud, overwrite=overwrite
+    )
+    click.echo(f"wrote {path}")
+
+
+@cli.command()
+@click.option("--cube", "cube_path", type=click.Path(path_type=Path), default=None)
+@click.option("--region", "region_name", default=None, help="Build/reuse this region's cube.")
+@click.option("--out", required=True, type=click.Path(path_type=Path), help="Run folder.")
+@click.option("--model", default="unet-resnet34", show_default=True)
+@click.option("--epochs", type=int, default=20, show_default=True)
+@click.option("--patches-per-epoch", type=int, default=512, show_default=True)
+@click.option("--batch-size", type=int, default=16, show_default=True)
+@click.option("--lr", type=float, default=2e-3, show_default=True)
+@click.option("--backend", default=None, help="cpu, cuda, ... (default: from the hardware).")
+@click.option("--precision", default="fp32", show_default=True)
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--half-checkpoint", is_flag=True, help="Store weights as fp16.")
+@click.option("--num-workers", type=int, default=0, show_default=True)
+def train(cube_path, region_name, out, model, epochs, patches_per_epoch, batch_size, lr,
+          backend, precision, seed, half_checkpoint, num_workers) -> None:  # fmt: skip
+    """Train a model on a cube with a spatial holdout; print holdout metrics."""
+    from senland_geo.metrics import format_metrics
+    from senland_geo.pipeline import cached_cube, resolve_region
+    from senland_geo.train import TrainConfig, check_cube_has_labels
+    from senland_geo.train import train as run_training
+
+    if (cube_path is None) == (region_name is None):
+        raise UserError("give exactly one of --cube PATH or --region NAME")
+    if cube_path is None:
+        cube_path = cached_cube(resolve_region(region_name))
+    check_cube_has_labels(cube_path)
+    from senland_geo import registry
+
+    registry.load("models", model)  # unknown model: clear error before any work
+    config = TrainConfig(
+        model=model,
+        epochs=epochs,
+        patches_per_epoch=patches_per_epoch,
+        batch_size=batch_size,
+        lr=lr,
+        backend=backend,
+        precision=precision,
+        seed=seed,
+        half_checkpoint=half_checkpoint,
+        num_workers=num_workers,
+    )
+    metrics = run_training(cube_path, out, config)
+    click.echo(format_metrics(metrics))
+    click.echo(
+        f"trained {metrics['train_seconds']} s ({metrics['train_images_per_second']} img/s on "
+        f"{metrics['hardware']['engine']}); checkpoint {Path(out) / 'checkpoint.pt'}"
+    )
+
+
+@cli.command()
+@click.option("--region", "region_name", required=True, help="Region plugin name.")
+@click.option("--out", required=True, type=click.Path(path_type=Path), help="Output map .tif.")
+@click.option("--checkpoint", type=click.Path(path_type=Path), default=None)
+@CATALOG
+@BBOX
+@START
+@END
+@click.option("--tile", type=int, default=256, show_default=True)
+@click.option("--overlap", type=int, default=32, show_default=True)
+@click.option("--batch-size", type=int, default=8, show_default=True)
+def predict(region_name, out, checkpoint, catalog, bbox, start, end, tile, overlap,
+            batch_size) -> None:  # fmt: skip
+    """Map a region into a Cloud-Optimized GeoTIFF of land-cover codes."""
+    from senland_geo.pipeline import predict_region
+
+    path = predict_region(
+        region_name,
+        out,
+        checkpoint=checkpoint,
+        catalog=catalog,
+        bbox=bbox,
+        start=start,
+        end=end,
+        tile=tile,
+        overlap=overlap,
+        batch_size=batch_size,
+    )
+    click.echo(f"wrote {path}")
+
+
+def main() -> None:
+    """Entry point: run the CLI, turning user errors into one line and exit code 2."""
+    try:
+        cli.main(standalone_mode=False)
+    except UserError as exc:
+        click.echo(f"Error: {exc}", err=True)
+        sys.exit(2)
+    except click.exceptions.Abort:
+        click.echo("Aborted.", err=True)
+        sys.exit(130)
+    except click.ClickException as exc:
+        exc.show()
+        sys.exit(exc.exit_code)
+    except KeyboardInterrupt:
+        click.echo("Interrupted; no partial output was kept.", err=True)
+        sys.exit(130)

@@ -1,0 +1,152 @@
+"""Lazy Sentinel-2 cubes: stack, mask and composite (nothing is computed here).
+
+Every cube is an ``xarray.DataArray`` with dims ``(time, band, y, x)``, band coordinate
+holding Sentinel-2 band names, dask-backed, with the CRS attached by rioxarray.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import pystac
+import rioxarray  # noqa: F401  (registers the .rio accessor)
+import stackstac
+import xarray as xr
+from rasterio.enums import Resampling
+
+from senland_geo.errors import UserError
+from senland_geo.regions import Region
+
+#: Scene classification (SCL) values that are not clear ground: no data, saturated or
+#: defective, cloud shadow, cloud medium/high probability, thin cirrus, snow or ice.
+SCL_INVALID: tuple[int, ...] = (0, 1, 3, 8, 9, 10, 11)
+
+DIMS = ("time", "band", "y", "x")
+
+
+def stack(
+    items: Sequence[pystac.Item],
+    region: Region,
+    bands: Sequence[str],
+    *,
+    bounds: tuple[float, float, float, float] | None = None,
+    chunksize: int = 512,
+) -> xr.DataArray:
+    """Stack items into a lazy uint16 cube on the region's grid.
+
+    Args:
+        items: Normalised items (Sentinel-2 band names as asset keys).
+        region: Gives the output EPSG, resolution and (default) bounds.
+        bands: Band names to stack, e.g. ``("B02", ..., "SCL")``.
+        bounds: Override of the output bounds in ``region.epsg``.
+        chunksize: Spatial dask chunk size in pixels.
+
+    Returns:
+        A dask-backed DataArray ``(time, band, y, x)``, 0 where there is no data.
+
+    Raises:
+        UserError: An item lacks a requested band.
+    """
+    for item in items:
+        missing = [b for b in bands if b not in item.assets]
+        if missing:
+            raise UserError(
+                f"item {item.id} has no asset for bands {missing} (it has {sorted(item.assets)}); "
+                "choose bands the collection provides"
+            )
+    bounds = bounds or region.output_bounds()
+    cube = stackstac.stack(
+        list(items),
+        assets=list(bands),
+        epsg=region.epsg,
+        resolution=region.resolution,
+        bounds=bounds,
+        dtype=np.dtype("uint16"),
+        fill_value=np.uint16(0),
+        rescale=False,
+        resampling=Resampling.nearest,
+        chunksize=(1, 1, chunksize, chunksize),
+        sortby_date="asc",
+        xy_coords="center",
+    )
+    expected = (
+        round((bounds[3] - bounds[1]) / region.resolution),
+        round((bounds[2] - bounds[0]) / region.resolution),
+    )
+    if tuple(cube.shape[2:]) != expected:  # stackstac may silently guess a grid
+        raise RuntimeError(f"stackstac built grid {cube.shape[2:]}, expected {expected}")
+    return _clean(cube, region.epsg)
+
+
+def _clean(cube: xr.DataArray, epsg: int) -> xr.DataArray:
+    """Keep only the dimension coordinates and attach the CRS."""
+    cube = cube.reset_coords(drop=True)
+    cube = cube.assign_coords(
+        time=cube["time"].values.astype("datetime64[ns]"),
+        band=[str(b) for b in cube["band"].values],
+    )
+    cube.attrs = {}
+    cube.name = "reflectance"
+    return cube.rio.write_crs(f"EPSG:{epsg}")
+
+
+def valid_mask(cube: xr.DataArray) -> xr.DataArray:
+    """Return a lazy boolean ``(time, y, x)`` mask of clear, observed pixels.
+
+    Uses the SCL band when the cube has one; pixels where every reflectance band is 0
+    (outside the swath) are invalid in any case.
+    """
+    reflectance = cube.drop_sel(band="SCL") if "SCL" in cube["band"] else cube
+    observed = (reflectance != 0).any("band")
+    if "SCL" in cube["band"]:
+        scl = cube.sel(band="SCL")
+        observed = observed & ~scl.isin(list(SCL_INVALID))
+    return observed.rename("valid")
+
+
+def composite_median(cube: xr.DataArray) -> xr.DataArray:
+    """Cloudless median composite over time, as a one-step cube ``(1, band, y, x)``.
+
+    Masked pixels (see :func:`valid_mask`) are left out of the median; pixels never clear
+    are 0 (no data). The SCL band, if present, is dropped.
+    """
+    valid = valid_mask(cube)
+    bands = cube.drop_sel(band="SCL") if "SCL" in cube["band"] else cube
+    if bands.sizes["time"] == 1:
+        out = bands.where(valid, 0)
+    else:
+        masked = bands.astype("float32").where(valid)
+        out = (
+            masked.median("time", skipna=True)
+            .fillna(0)
+            .round()
+            .expand_dims(time=[bands["time"].values[0]])
+        )
+    out = out.astype("uint16").transpose(*DIMS)
+    out.name = "reflectance"
+    return out.rio.write_crs(cube.rio.crs)
+
+
+def composite_monthly(cube: xr.DataArray, months: tuple[int, int] | None = None) -> xr.DataArray:
+    """Monthly median composites ``(month, band, y, x)``, optionally within a season.
+
+    Args:
+        cube: Stacked cube with or without SCL.
+        months: Inclusive ``(first, last)`` month numbers, e.g. ``(1, 7)`` for January-July.
+
+    Returns:
+        One time step per month that has data, stamped at the month start.
+    """
+    if months is not None:
+        m = cube["time"].dt.month
+        cube = cube.sel(time=(m >= months[0]) & (m <= months[1]))
+        if cube.sizes["time"] == 0:
+            raise UserError(f"no scenes fall in months {months[0]}..{months[1]}; widen --season")
+    valid = valid_mask(cube)
+    bands = cube.drop_sel(band="SCL") if "SCL" in cube["band"] else cube
+    masked = bands.astype("float32").where(valid)
+    out = masked.resample(time="MS").median(skipna=True).fillna(0).round().astype("uint16")
+    out = out.transpose(*DIMS)
+    out.name = "reflectance"
+    return out.rio.write_crs(cube.rio.crs)

@@ -1,0 +1,136 @@
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import rasterio
+import torch
+from click.testing import CliRunner
+
+from senland_geo.checkpoint import load_checkpoint, save_checkpoint
+from senland_geo.classes import WORLDCOVER
+from senland_geo.cli import cli
+from senland_geo.errors import UserError
+from senland_geo.pipeline import default_checkpoint
+from senland_geo.predict import blend_window, predict_cube, tile_origins
+
+
+def test_tiles_cover_every_pixel():
+    assert tile_origins(768, 256, 32) == [0, 224, 448, 512]
+    assert tile_origins(100, 256, 32) == [0]
+    w = blend_window(64)
+    assert w.min() > 0 and w[32, 32] > 0.99 and w[0, 0] < 0.01
+
+
+def test_predict_writes_a_georeferenced_cog(brandenburg_cube, tiny_checkpoint, tmp_path):
+    out = predict_cube(brandenburg_cube, tiny_checkpoint, tmp_path / "map.tif", progress=False)
+    with rasterio.open(out) as ds:
+        assert ds.crs.to_epsg() == 32633
+        assert tuple(ds.transform)[:6] == (10.0, 0.0, 330000.0, 0.0, -10.0, 5822040.0)
+        assert ds.shape == (768, 1536) and ds.dtypes == ("uint8",) and ds.nodata == 0
+        assert ds.overviews(1) and ds.profile["tiled"]
+        cmap = ds.colormap(1)
+        assert cmap[10][:3] == (0, 100, 0) and cmap[80][:3] == (0, 100, 200)
+        tags = ds.tags()
+        names = [c["name"] for c in json.loads(tags["classes"])]
+        assert names == WORLDCOVER.names
+        assert len(tags["checkpoint_sha256"]) == 64
+        codes = ds.read(1)
+    assert set(np.unique(codes)) <= {0, *WORLDCOVER.codes}
+    assert (codes > 0).mean() > 0.99
+    assert not list(tmp_path.glob(".*partial*"))
+
+
+def test_mismatched_checkpoint_is_refused(brandenburg_cube, tiny_checkpoint, tmp_path):
+    model, meta = load_checkpoint(tiny_checkpoint)
+    bad = dict(meta, bands=["B02", "B03", "B01"])
+    save_checkpoint(tmp_path / "bad.pt", model, bad)
+    with pytest.raises(UserError, match=r"lacks.*B01|B01.*lacks"):
+        predict_cube(brandenburg_cube, tmp_path / "bad.pt", tmp_path / "m.tif", progress=False)
+    other = dict(meta, classes={"name": "pastis", "classes": meta["classes"]["classes"]})
+    save_checkpoint(tmp_path / "other.pt", model, other)
+    with pytest.raises(UserError, match="class table"):
+        predict_cube(brandenburg_cube, tmp_path / "other.pt", tmp_path / "m.tif", progress=False)
+    assert not (tmp_path / "m.tif").exists()
+
+
+def test_checkpoint_loads_with_weights_only(tiny_checkpoint):
+    data = torch.load(tiny_checkpoint, weights_only=True)
+    assert data["format"].startswith("senland-geo-checkpoint")
+
+
+def _run(*args):
+    return subprocess.run(
+        [sys.executable, "-m", "senland_geo", *args], capture_output=True, text=True, timeout=600
+    )
+
+
+@pytest.mark.parametrize(
+    ("args", "needle"),
+    [
+        (["predict", "--region", "atlantis", "--out", "{tmp}/m.tif"], "unknown region 'atlantis'"),
+        (
+            ["predict", "--region", "brandenburg", "--out", "{tmp}/missing/m.tif"],
+            "does not exist",
+        ),
+        (
+            ["predict", "--region", "dakar", "--bbox", "10", "0", "5", "1", "--out", "{tmp}/m.tif"],
+            "west < east",
+        ),
+        (
+            ["cube", "--region", "dakar", "--start", "2021-06-01", "--end", "2021-01-01",
+             "--out", "{tmp}/c.zarr"],
+            "reversed",
+        ),
+        (
+            ["train", "--cube", "{cube}", "--model", "no-such-net", "--out", "{tmp}/run"],
+            "unknown model 'no-such-net'",
+        ),
+        (
+            ["predict", "--region", "brandenburg", "--checkpoint", "{bad}", "--out", "{tmp}/m.tif"],
+            "lacks",
+        ),
+    ],
+)  # fmt: skip
+def test_bad_input_one_line_exit_2(args, needle, tmp_path, brandenburg_cube, tiny_checkpoint):
+    model, meta = load_checkpoint(tiny_checkpoint)
+    save_checkpoint(tmp_path / "bad.pt", model, dict(meta, bands=[*meta["bands"][:9], "B01"]))
+    fill = {"tmp": str(tmp_path), "cube": str(brandenburg_cube), "bad": str(tmp_path / "bad.pt")}
+    result = _run(*[a.format(**fill) for a in args])
+    assert result.returncode == 2, result.stderr
+    lines = [ln for ln in result.stderr.strip().splitlines() if not ln.startswith(" ")]
+    assert len(lines) == 1 and lines[0].startswith("Error:"), result.stderr
+    assert needle in lines[0]
+    assert "Traceback" not in result.stderr
+    assert not (tmp_path / "m.tif").exists()
+
+
+def test_cli_lists_plugins_and_regions():
+    runner = CliRunner()
+    result = runner.invoke(cli, ["plugins"])
+    assert result.exit_code == 0
+    assert "unet-resnet34 " in result.output and "[ok]" in result.output
+    result = runner.invoke(cli, ["regions"])
+    assert "casamance" in result.output and "EPSG:32628" in result.output
+    result = runner.invoke(cli, ["regions", "show", "sine-saloum"])
+    data = json.loads(result.output)
+    assert data["epsg"] == 32628 and data["classes"][-2] == "Mangroves"
+
+
+def test_shipped_checkpoint_predicts_the_sample(tmp_path, monkeypatch):
+    from senland_geo.regions import get_region
+
+    path = default_checkpoint(get_region("brandenburg"))
+    assert path.is_file() and path.stat().st_size <= 10 * 1024 * 1024
+    monkeypatch.setenv("SENLAND_GEO_CACHE", str(tmp_path / "cache"))
+    result = _run("predict", "--region", "brandenburg", "--out", str(tmp_path / "map.tif"))
+    assert result.returncode == 0, result.stderr
+    with rasterio.open(tmp_path / "map.tif") as ds:
+        codes = ds.read(1)
+        assert ds.crs.to_epsg() == 32633
+    _, meta = load_checkpoint(path)
+    assert meta["model"] == "unet-resnet34-slim"
+    assert meta["holdout_metrics"]["miou"] > 0.3
+    # The shipped model finds the big classes of the scene.
+    assert {10, 30, 40, 80} <= set(np.unique(codes))

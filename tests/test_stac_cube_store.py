@@ -1,0 +1,107 @@
+import json
+
+import numpy as np
+import pytest
+import rasterio
+import xarray as xr
+
+from senland_geo import cube, stac, store
+from senland_geo.errors import UserError
+from senland_geo.regions import get_region
+
+BRANDENBURG = get_region("brandenburg")
+BAND_DIR = stac.packaged_catalog_dir("brandenburg-sample") / "bands"
+
+
+def test_static_catalog_search_by_bbox_and_dates():
+    items = stac.search(BRANDENBURG)
+    assert [i.id for i in items] == ["S2A_T33UUU_20170216T102101_L1C"]
+    item = items[0]
+    assert item.properties["proj:epsg"] == 32633
+    assert item.assets["B02"].extra_fields["proj:epsg"] == 32633
+    assert item.assets["B02"].href.endswith("bands/B02.tif")
+    with pytest.raises(UserError, match="widen the dates"):
+        stac.search(BRANDENBURG.replace(time_range=("2018-01-01", "2018-12-31")))
+    with pytest.raises(UserError, match="no scenes"):
+        stac.search(BRANDENBURG, bbox=(0.0, 0.0, 1.0, 1.0))
+    with pytest.raises(UserError, match="max-cloud"):
+        stac.search(BRANDENBURG, max_cloud=5)
+
+
+def test_unknown_catalog_is_a_clear_error():
+    with pytest.raises(UserError, match="not a known provider"):
+        stac.resolve_catalog("/no/such/catalog")
+
+
+def test_earth_search_asset_names_are_normalised():
+    import pystac
+
+    item = pystac.Item("x", None, None, __import__("datetime").datetime(2021, 1, 1), {})
+    item.properties["proj:code"] = "EPSG:32628"
+    for key in ("blue", "nir08", "scl", "swir22"):
+        item.add_asset(key, pystac.Asset(f"https://example.test/{key}.tif"))
+    norm = stac.normalize_item(item)
+    assert sorted(norm.assets) == ["B02", "B12", "B8A", "SCL"]
+    assert norm.properties["proj:epsg"] == 32628
+
+
+def test_stack_is_lazy_and_on_the_region_grid():
+    items = stac.search(BRANDENBURG)
+    c = cube.stack(items, BRANDENBURG, ["B02", "B8A"])
+    assert c.dims == ("time", "band", "y", "x")
+    assert c.shape == (1, 2, 768, 1536)
+    assert c.chunks is not None  # dask-backed, nothing computed yet
+    assert c.rio.crs.to_epsg() == 32633
+    assert tuple(c.rio.transform())[:6] == (10.0, 0.0, 330000.0, 0.0, -10.0, 5822040.0)
+    # Pixel values equal the source COG (10 m band, same grid: exact).
+    with rasterio.open(BAND_DIR / "B02.tif") as src:
+        ref = src.read(1)
+    np.testing.assert_array_equal(c.sel(band="B02").values[0], ref)
+    # 20 m band resampled (nearest) onto 10 m: each source pixel becomes 2x2.
+    with rasterio.open(BAND_DIR / "B8A.tif") as src:
+        ref20 = src.read(1)
+    np.testing.assert_array_equal(c.sel(band="B8A").values[0][::2, ::2], ref20)
+
+
+def test_cube_zarr_round_trip(brandenburg_cube):
+    ds = store.open_cube(brandenburg_cube)
+    assert ds["reflectance"].dims == ("time", "band", "y", "x")
+    assert store.band_names(ds) == list(BRANDENBURG.bands)
+    grid = store.grid_of(ds)
+    assert grid["crs"].to_epsg() == 32633
+    assert grid["bounds"] == (330000.0, 5814360.0, 345360.0, 5822040.0)
+    with rasterio.open(BAND_DIR / "B04.tif") as src:
+        ref = src.read(1)
+    np.testing.assert_array_equal(ds["reflectance"].sel(band="B04").values[0], ref)
+    # Labels: WorldCover codes from the OSM polygons, 0 unlabelled.
+    labels = ds["labels"].values
+    assert set(np.unique(labels)) == {0, 10, 20, 30, 40, 50, 80, 90}
+    assert 0.2 < (labels > 0).mean() < 0.5
+    attrs = ds.attrs
+    assert json.loads(attrs["items"]) == ["S2A_T33UUU_20170216T102101_L1C"]
+    # Readable with nothing from senland-geo.
+    plain = xr.open_zarr(brandenburg_cube, consolidated=False, decode_coords="all")
+    assert plain.rio.crs.to_epsg() == 32633
+    assert plain["reflectance"].shape == (1, 10, 768, 1536)
+
+
+def test_incomplete_store_is_refused(brandenburg_cube, tmp_path):
+    import shutil
+
+    import zarr
+
+    copy = tmp_path / "half.zarr"
+    shutil.copytree(brandenburg_cube, copy)
+    zarr.open_group(copy, mode="r+").attrs[store.COMPLETE_ATTR] = False
+    with pytest.raises(UserError, match="incomplete"):
+        store.open_cube(copy)
+    with pytest.raises(UserError, match="does not exist"):
+        store.open_cube(tmp_path / "missing.zarr")
+
+
+def test_write_refuses_missing_folder_and_existing_store(brandenburg_cube, tmp_path):
+    ds = store.open_cube(brandenburg_cube)
+    with pytest.raises(UserError, match="does not exist"):
+        store.write_cube(ds, tmp_path / "nope" / "x.zarr")
+    with pytest.raises(UserError, match="already exists"):
+        store.write_cube(ds, brandenburg_cube)
