@@ -24,6 +24,36 @@ SCL_INVALID: tuple[int, ...] = (0, 1, 3, 8, 9, 10, 11)
 
 DIMS = ("time", "band", "y", "x")
 
+#: GDAL settings for reading COGs over HTTP: no directory listing, retries on 429/5xx.
+GDAL_ENV: dict[str, object] = {
+    "GDAL_DISABLE_READDIR_ON_OPEN": "EMPTY_DIR",
+    "CPL_VSIL_CURL_ALLOWED_EXTENSIONS": ".tif,.TIF,.tiff,.jp2",
+    "GDAL_HTTP_MAX_RETRY": 4,
+    "GDAL_HTTP_RETRY_DELAY": 0.5,
+    "GDAL_HTTP_MULTIRANGE": "YES",
+    "GDAL_HTTP_MERGE_CONSECUTIVE_RANGES": "YES",
+}
+
+
+def chunksize_for(
+    n_time: int, n_bands: int, *, memory_budget: int = 256 * 2**20, maximum: int = 1024
+) -> int:
+    """Spatial chunk size (pixels, a multiple of 64) keeping one composite task in budget.
+
+    A median composite holds a ``(time, band, y, x)`` float32 block of one chunk plus its
+    uint16 source and mask (about 8 bytes per value in all); this picks the largest square
+    chunk whose block fits ``memory_budget`` bytes, so a dask worker stays within memory.
+
+    Args:
+        n_time: Scenes in the cube.
+        n_bands: Bands in the cube.
+        memory_budget: Bytes one task may use.
+        maximum: Upper bound for the chunk side.
+    """
+    per_pixel = 8 * max(1, n_time) * max(1, n_bands)
+    side = int((memory_budget / per_pixel) ** 0.5) // 64 * 64
+    return max(64, min(maximum, side))
+
 
 def stack(
     items: Sequence[pystac.Item],
@@ -56,8 +86,10 @@ def stack(
                 "choose bands the collection provides"
             )
     bounds = bounds or region.output_bounds()
+    # Plain dicts: pystac's to_dict() would try to resolve root links over the network.
+    plain = [item.to_dict(include_self_link=False, transform_hrefs=False) for item in items]
     cube = stackstac.stack(
-        list(items),
+        plain,
         assets=list(bands),
         epsg=region.epsg,
         resolution=region.resolution,
@@ -69,6 +101,7 @@ def stack(
         chunksize=(1, 1, chunksize, chunksize),
         sortby_date="asc",
         xy_coords="center",
+        gdal_env=stackstac.DEFAULT_GDAL_ENV.updated(always=GDAL_ENV),
     )
     expected = (
         round((bounds[3] - bounds[1]) / region.resolution),
@@ -105,12 +138,41 @@ def valid_mask(cube: xr.DataArray) -> xr.DataArray:
     return observed.rename("valid")
 
 
+def select_season(cube: xr.DataArray, months: tuple[int, int] | None) -> xr.DataArray:
+    """Keep the scenes whose month lies in the inclusive window ``months``.
+
+    A window like ``(11, 3)`` wraps over the new year (November to March).
+
+    Raises:
+        UserError: The window is invalid or no scene falls in it.
+    """
+    if months is None:
+        return cube
+    first, last = (int(m) for m in months)
+    if not (1 <= first <= 12 and 1 <= last <= 12):
+        raise UserError(f"season {months!r} must be two month numbers 1..12, e.g. --season 1 7")
+    m = cube["time"].dt.month
+    keep = (m >= first) & (m <= last) if first <= last else (m >= first) | (m <= last)
+    out = cube.sel(time=keep)
+    if out.sizes["time"] == 0:
+        raise UserError(f"no scenes fall in months {first}..{last}; widen --season")
+    return out
+
+
+def _whole_time(cube: xr.DataArray) -> xr.DataArray:
+    """Rechunk so every task sees the whole time series of its pixels."""
+    if cube.chunks is None:
+        return cube
+    return cube.chunk({"time": -1})
+
+
 def composite_median(cube: xr.DataArray) -> xr.DataArray:
     """Cloudless median composite over time, as a one-step cube ``(1, band, y, x)``.
 
     Masked pixels (see :func:`valid_mask`) are left out of the median; pixels never clear
     are 0 (no data). The SCL band, if present, is dropped.
     """
+    cube = _whole_time(cube)
     valid = valid_mask(cube)
     bands = cube.drop_sel(band="SCL") if "SCL" in cube["band"] else cube
     if bands.sizes["time"] == 1:
@@ -138,11 +200,7 @@ def composite_monthly(cube: xr.DataArray, months: tuple[int, int] | None = None)
     Returns:
         One time step per month that has data, stamped at the month start.
     """
-    if months is not None:
-        m = cube["time"].dt.month
-        cube = cube.sel(time=(m >= months[0]) & (m <= months[1]))
-        if cube.sizes["time"] == 0:
-            raise UserError(f"no scenes fall in months {months[0]}..{months[1]}; widen --season")
+    cube = _whole_time(select_season(cube, months))
     valid = valid_mask(cube)
     bands = cube.drop_sel(band="SCL") if "SCL" in cube["band"] else cube
     masked = bands.astype("float32").where(valid)
