@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
-import numpy as np
 import xarray as xr
 
 from senland_geo import __version__, cube, labels, stac, store
@@ -25,6 +25,10 @@ def build_region_cube(
     bbox: tuple[float, float, float, float] | None = None,
     overwrite: bool = False,
     label_tile_root: str | None = None,
+    scheduler: str | None = None,
+    progress: bool = False,
+    chunksize: int | None = None,
+    report: list[store.WriteReport] | None = None,
 ) -> Path:
     """Build a region's cube and store it as Zarr with labels and provenance.
 
@@ -34,15 +38,28 @@ def build_region_cube(
         catalog: Override of the region's catalog.
         composite: ``median`` (one cloudless image), ``monthly`` (time series) or
             ``none`` (every scene).
-        season: Inclusive month window for ``monthly``, e.g. ``(1, 7)``.
+        season: Inclusive month window, e.g. ``(1, 7)`` for January-July; scenes outside
+            it are left out of every composite.
         max_cloud: Scene cloud-cover ceiling in percent.
         bbox: Override of the region's bbox (EPSG:4326); the grid is derived from it.
         overwrite: Replace an existing store.
-        label_tile_root: Where WorldCover tiles are read from (default: public bucket).
+        label_tile_root: Where WorldCover tiles are read from (default:
+            ``$SENLAND_WORLDCOVER_ROOT``, else the public bucket).
+        scheduler: ``local`` (a dask.distributed LocalCluster), a scheduler address,
+            ``threads``/``sync``, or None for dask's current scheduler (see
+            :func:`senland_geo.distributed.dask_scheduler`).
+        progress: Show a progress bar counting written chunks.
+        chunksize: Spatial chunk size in pixels (default: sized to the memory budget).
+        report: If given, the store's :class:`~senland_geo.store.WriteReport` is appended.
 
     Returns:
         The written store path.
+
+    Raises:
+        UserError: Bad options, nothing found, every scene cloudy, or unreadable imagery.
     """
+    from senland_geo.distributed import dask_scheduler
+
     if composite not in COMPOSITES:
         raise UserError(f"composite {composite!r} unknown; choose one of {', '.join(COMPOSITES)}")
     out = Path(out)
@@ -54,45 +71,79 @@ def build_region_cube(
         raise UserError(f"{out} already exists; delete it or pass --overwrite")
     if bbox is not None:
         region = region.replace(bbox=tuple(bbox), grid_bounds=None)
+    label_tile_root = label_tile_root or os.environ.get("SENLAND_WORLDCOVER_ROOT") or None
     items = stac.search(region, catalog, max_cloud=max_cloud)
     has_scl = all("SCL" in item.assets for item in items)
     bands = list(region.bands) + (["SCL"] if has_scl else [])
-    stacked = cube.stack(items, region, bands)
-    if composite == "median":
-        result = cube.composite_median(stacked)
-    elif composite == "monthly":
-        result = cube.composite_monthly(stacked, season)
-    else:
-        result = stacked.drop_sel(band="SCL") if has_scl else stacked
-    grid = store.grid_of(result)
-    label_array = labels.labels_for_grid(region.labels, grid, items, tile_root=label_tile_root)
-    label_da = None
-    if label_array is not None:
-        label_da = xr.DataArray(
-            label_array, dims=("y", "x"), coords={"y": result["y"], "x": result["x"]}
-        )
-    ds = store.cube_to_dataset(
-        result,
-        label_da,
-        attrs={
-            "region": region.to_dict(),
-            "catalog": catalog or region.catalog,
-            "composite": composite,
-            "items": [item.id for item in items],
-            "query": {
-                "collections": list(region.collections),
-                "bbox": list(region.bbox),
-                "datetime": region.datetime,
-                "max_cloud": max_cloud,
+    chunksize = chunksize or cube.chunksize_for(len(items), len(bands), maximum=512)
+    with dask_scheduler(scheduler):
+        stacked = cube.select_season(cube.stack(items, region, bands, chunksize=chunksize), season)
+        if has_scl:
+            _check_not_all_cloudy(stacked, region, catalog)
+        if composite == "median":
+            result = cube.composite_median(stacked)
+        elif composite == "monthly":
+            result = cube.composite_monthly(stacked)
+        else:
+            result = stacked.drop_sel(band="SCL") if has_scl else stacked
+        grid = store.grid_of(result)
+        label_array = labels.labels_for_grid(region.labels, grid, items, tile_root=label_tile_root)
+        label_da = None
+        if label_array is not None:
+            table = region.classes
+            label_da = xr.DataArray(
+                label_array,
+                dims=("y", "x"),
+                coords={"y": result["y"], "x": result["x"]},
+                attrs={
+                    "source": region.labels,
+                    "class_table": table.name,
+                    "flag_values": table.codes,
+                    "flag_meanings": " ".join(n.replace(" ", "_") for n in table.names),
+                    "flag_colors": " ".join(c.color for c in table.classes),
+                    "nodata": 0,
+                },
+            )
+        ds = store.cube_to_dataset(
+            result,
+            label_da,
+            attrs={
+                "region": region.to_dict(),
+                "catalog": catalog or region.catalog,
+                "provider": stac.resolve_catalog(catalog or region.catalog).href,
+                "composite": composite,
+                "season": list(season) if season else None,
+                "items": [item.id for item in items],
+                "query": {
+                    "collections": list(region.collections),
+                    "bbox": list(region.bbox),
+                    "datetime": region.datetime,
+                    "max_cloud": max_cloud,
+                },
+                "class_table": region.class_table,
+                "software": f"senland-geo {__version__}",
             },
-            "class_table": region.class_table,
-            "software": f"senland-geo {__version__}",
-        },
-    )
-    valid = np.asarray((result != 0).any("band").any("time"))
-    if not valid.any():
-        raise UserError(
-            f"every pixel of region {region.name!r} is cloudy or empty in {region.datetime}; "
-            "widen the dates or raise --max-cloud"
         )
-    return store.write_cube(ds, out, overwrite=overwrite)
+        if label_da is not None:
+            ds["labels"].attrs.update(label_da.attrs)
+        return store.write_cube(
+            ds,
+            out,
+            chunks=(chunksize, chunksize),
+            overwrite=overwrite,
+            progress=progress,
+            report=report,
+        )
+
+
+def _check_not_all_cloudy(stacked: xr.DataArray, region: Region, catalog: str | None) -> None:
+    """Raise if no pixel of any scene is clear (reads only the SCL band)."""
+    scl = stacked.sel(band="SCL")
+    clear = ~scl.isin(list(cube.SCL_INVALID))
+    fraction = float(clear.mean().compute())
+    if fraction == 0.0:
+        raise UserError(
+            f"every scene of region {region.name!r} is cloud, shadow, cirrus, snow or no data "
+            f"in {region.datetime} ({stacked.sizes['time']} scenes, SCL checked); widen the "
+            "dates, the --season or the bbox, or choose another --catalog"
+        )

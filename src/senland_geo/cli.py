@@ -97,15 +97,52 @@ def regions_show(name: str) -> None:
     show_default=True,
 )
 @click.option("--max-cloud", type=float, default=None, help="Scene cloud-cover ceiling (%).")
+@click.option(
+    "--season",
+    nargs=2,
+    type=click.IntRange(1, 12),
+    default=None,
+    metavar="FIRST LAST",
+    help="Keep scenes of these months only, e.g. --season 1 7 (January-July).",
+)
+@click.option(
+    "--scheduler",
+    default="local",
+    show_default=True,
+    help="'local' (a dask.distributed LocalCluster), a scheduler address (tcp://host:8786), "
+    "or 'threads'.",
+)
+@click.option(
+    "--label-source-root",
+    envvar="SENLAND_WORLDCOVER_ROOT",
+    default=None,
+    help="Folder or URL holding WorldCover tiles in the bucket layout "
+    "(default: $SENLAND_WORLDCOVER_ROOT, else the public bucket).",
+)
+@click.option("--chunk", type=click.IntRange(64, 4096), default=None, help="Chunk size (px).")
+@click.option("--progress/--no-progress", default=True, help="Show a chunk progress bar.")
 @click.option("--overwrite", is_flag=True, help="Replace an existing store.")
-def cube(region_name, out, catalog, bbox, start, end, composite, max_cloud, overwrite) -> None:
-    """Build a region's cloud-masked cube with labels and store it as Zarr."""
+def cube(
+    region_name, out, catalog, bbox, start, end, composite, max_cloud, season, scheduler,
+    label_source_root, chunk, progress, overwrite,
+) -> None:  # fmt: skip
+    """Build a region's cloud-masked cube with labels and store it as Zarr (resumable)."""
     from senland_geo.build import build_region_cube
     from senland_geo.pipeline import resolve_region
 
     region = resolve_region(region_name, bbox=bbox, start=start, end=end)
     path = build_region_cube(
-        region, out, catalog=catalog, composite=composite, max_cloud=max_cloud, overwrite=overwrite
+        region,
+        out,
+        catalog=catalog,
+        composite=composite,
+        season=tuple(season) if season else None,
+        max_cloud=max_cloud,
+        overwrite=overwrite,
+        label_tile_root=label_source_root,
+        scheduler=scheduler,
+        progress=progress,
+        chunksize=chunk,
     )
     click.echo(f"wrote {path}")
 

@@ -169,8 +169,9 @@ def _whole_time(cube: xr.DataArray) -> xr.DataArray:
 def composite_median(cube: xr.DataArray) -> xr.DataArray:
     """Cloudless median composite over time, as a one-step cube ``(1, band, y, x)``.
 
-    Masked pixels (see :func:`valid_mask`) are left out of the median; pixels never clear
-    are 0 (no data). The SCL band, if present, is dropped.
+    Masked pixels (see :func:`valid_mask`) and band values of 0 (no data, e.g. a 10 m
+    band outside the swath where the 20 m SCL says otherwise) are left out of the median;
+    pixels never clear are 0 (no data). The SCL band, if present, is dropped.
     """
     cube = _whole_time(cube)
     valid = valid_mask(cube)
@@ -178,7 +179,7 @@ def composite_median(cube: xr.DataArray) -> xr.DataArray:
     if bands.sizes["time"] == 1:
         out = bands.where(valid, 0)
     else:
-        masked = bands.astype("float32").where(valid)
+        masked = bands.astype("float32").where(valid & (bands != 0))  # 0 = no data
         out = (
             masked.median("time", skipna=True)
             .fillna(0)
@@ -203,7 +204,7 @@ def composite_monthly(cube: xr.DataArray, months: tuple[int, int] | None = None)
     cube = _whole_time(select_season(cube, months))
     valid = valid_mask(cube)
     bands = cube.drop_sel(band="SCL") if "SCL" in cube["band"] else cube
-    masked = bands.astype("float32").where(valid)
+    masked = bands.astype("float32").where(valid & (bands != 0))  # 0 = no data
     out = masked.resample(time="MS").median(skipna=True).fillna(0).round().astype("uint16")
     out = out.transpose(*DIMS)
     out.name = "reflectance"

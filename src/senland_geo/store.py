@@ -8,9 +8,13 @@ coordinates, provenance in attributes).
 
 from __future__ import annotations
 
+import hashlib
 import json
+import os
 import shutil
+import time
 from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -42,29 +46,130 @@ def cube_to_dataset(
     return ds
 
 
+#: Sidecar inside a ``*.partial`` store listing the chunk blocks already written.
+PROGRESS_FILE = "senland_progress.jsonl"
+
+
+@dataclass
+class WriteReport:
+    """What :func:`write_cube` did.
+
+    Attributes:
+        path: The committed store.
+        blocks: Spatial chunk blocks in the store.
+        written: Blocks written by this call.
+        resumed: Blocks found finished by an earlier, interrupted call.
+        seconds: Wall time of the call.
+    """
+
+    path: Path
+    blocks: int
+    written: int
+    resumed: int
+    seconds: float
+
+
+def _fingerprint(ds: xr.Dataset, chunks: tuple[int, int]) -> str:
+    """A digest of everything that decides the store's bytes (not the pixels themselves)."""
+    payload = {
+        "sizes": dict(ds.sizes),
+        "vars": {k: [list(v.dims), str(v.dtype)] for k, v in ds.data_vars.items()},
+        "coords": {
+            k: np.asarray(v.values).astype(str).tolist()
+            for k, v in ds.coords.items()
+            if k in ("time", "band")
+        },
+        "xy": [float(ds["x"].values[0]), float(ds["y"].values[0])],
+        "attrs": {k: str(v) for k, v in sorted(ds.attrs.items()) if k != COMPLETE_ATTR},
+        "chunks": list(chunks),
+    }
+    return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()
+
+
+def _read_progress(tmp: Path, fingerprint: str) -> set[tuple[int, int]] | None:
+    """Blocks recorded as written in ``tmp``; None if ``tmp`` is not a resumable match."""
+    sidecar = tmp / PROGRESS_FILE
+    if not sidecar.is_file():
+        return None
+    lines = sidecar.read_text().splitlines()
+    try:
+        header = json.loads(lines[0])
+    except (IndexError, ValueError):
+        return None
+    if header.get("fingerprint") != fingerprint:
+        return None
+    done: set[tuple[int, int]] = set()
+    for line in lines[1:]:
+        try:
+            done.update(tuple(b) for b in json.loads(line)["done"])
+        except (ValueError, KeyError, TypeError):
+            break  # a line cut by a kill: ignore it and what follows
+    return done
+
+
+def _append_progress(tmp: Path, record: dict) -> None:
+    with (tmp / PROGRESS_FILE).open("a") as fh:
+        fh.write(json.dumps(record) + "\n")
+        fh.flush()
+        os.fsync(fh.fileno())
+
+
+def _translate_read_error(exc: Exception) -> UserError | None:
+    """A one-line UserError for imagery that could not be read, else None."""
+    text = " ".join(str(exc).split())
+    markers = ("Error opening", "Error reading", "RasterioIOError", "not recognized as", "TIFF")
+    if not any(m in text for m in markers) and type(exc).__name__ != "RasterioIOError":
+        return None
+    if len(text) > 400:
+        text = text[:400] + "..."
+    return UserError(
+        f"cannot read an imagery asset ({type(exc).__name__}: {text}); the file is corrupt or "
+        "the connection was cut: rerun the same command to resume, or drop the scene "
+        "(--max-cloud, --start/--end)"
+    )
+
+
 def write_cube(
     ds: xr.Dataset,
     path: str | Path,
     *,
     chunks: tuple[int, int] = (256, 256),
     overwrite: bool = False,
+    progress: bool = False,
+    batch_size: int | None = None,
+    report: list[WriteReport] | None = None,
 ) -> Path:
-    """Write a cube dataset to a Zarr v3 store atomically.
+    """Write a cube dataset to a Zarr v3 store: resumable, committed last.
+
+    The store is built under ``<path>.partial``: first its structure (metadata and
+    coordinates, ``compute=False``), then the data block by block (one block is one spatial
+    chunk of every variable), each finished batch recorded in a sidecar. A rerun after an
+    interruption finds the sidecar, checks that it describes the same dataset, and writes
+    only the missing blocks. At the end the store is marked complete and renamed into place,
+    so a half-written store is never mistaken for a cube.
 
     Args:
-        ds: From :func:`cube_to_dataset`.
+        ds: From :func:`cube_to_dataset` (dask-backed or in memory).
         path: Destination folder (``*.zarr``).
         chunks: Spatial chunk size; time and band are kept whole in every chunk so a
             patch is one read.
         overwrite: Replace an existing complete store.
+        progress: Show a progress bar counting chunks.
+        batch_size: Blocks computed together (default: 2 per dask worker thread, min 4).
+        report: If given, a :class:`WriteReport` is appended to it.
 
     Returns:
         The store path.
 
     Raises:
-        UserError: The destination exists (and ``overwrite`` is False) or its folder is
-            missing.
+        UserError: The destination exists (and ``overwrite`` is False), its folder is
+            missing, or imagery could not be read.
     """
+    import dask
+    import zarr
+    from tqdm.auto import tqdm
+
+    t0 = time.perf_counter()
     path = Path(path)
     if not path.parent.is_dir():
         raise UserError(
@@ -73,28 +178,87 @@ def write_cube(
     if path.exists() and not overwrite:
         raise UserError(f"{path} already exists; delete it or pass --overwrite")
     tmp = path.with_name(path.name + ".partial")
-    if tmp.exists():
-        shutil.rmtree(tmp)
     ry, rx = chunks
-    encoding_chunks = {
-        "reflectance": {"chunks": (ds.sizes["time"], ds.sizes["band"], ry, rx)},
-    }
-    if "labels" in ds:
-        encoding_chunks["labels"] = {"chunks": (ry, rx)}
-    ds = ds.chunk({"time": -1, "band": -1, "y": ry, "x": rx})
-    for var in ds.data_vars:
-        ds[var].encoding = {}
-    ds.attrs[COMPLETE_ATTR] = False
-    ds.to_zarr(tmp, mode="w", zarr_format=3, encoding=encoding_chunks, consolidated=False)
-    # Commit: mark complete, then move into place.
-    import zarr
+    encoding: dict[str, dict] = {}
+    for name, var in ds.data_vars.items():
+        if var.dims[-2:] == ("y", "x"):
+            encoding[name] = {"chunks": tuple(ds.sizes[d] for d in var.dims[:-2]) + (ry, rx)}
+    ds = ds.chunk({d: -1 for d in ds.dims if d not in ("y", "x")} | {"y": ry, "x": rx})
+    for var in ds.variables.values():
+        var.encoding = {}
+    fingerprint = _fingerprint(ds, chunks)
+    done = _read_progress(tmp, fingerprint) if tmp.exists() else None
+    resumed = len(done or ())
+    if done is None:
+        if tmp.exists():
+            shutil.rmtree(tmp)
+        init = ds.copy()
+        init.attrs[COMPLETE_ATTR] = False
+        init.to_zarr(
+            tmp, mode="w", zarr_format=3, encoding=encoding, consolidated=False, compute=False
+        )
+        _append_progress(tmp, {"fingerprint": fingerprint, "chunks": list(chunks)})
+        done = set()
+    root = zarr.open_group(tmp, mode="r+", zarr_format=3)
+    tiled = [n for n in encoding if n in ds.data_vars]
+    ny, nx = -(-ds.sizes["y"] // ry), -(-ds.sizes["x"] // rx)
+    blocks = [(iy, ix) for iy in range(ny) for ix in range(nx)]
+    todo = [b for b in blocks if b not in done]
+    if batch_size is None:
+        batch_size = max(4, 2 * _worker_threads())
+    with tqdm(
+        total=len(blocks),
+        initial=len(blocks) - len(todo),
+        unit="chunk",
+        desc=f"writing {path.name}",
+        disable=not progress,
+        leave=False,
+    ) as bar:
+        for start in range(0, len(todo), batch_size):
+            batch = todo[start : start + batch_size]
+            sources, targets, regions = [], [], []
+            for iy, ix in batch:
+                sy, sx = slice(iy * ry, (iy + 1) * ry), slice(ix * rx, (ix + 1) * rx)
+                for name in tiled:
+                    data = ds[name].data
+                    lead = (slice(None),) * (data.ndim - 2)
+                    sources.append(data[lead + (sy, sx)])
+                    targets.append(root[name])
+                    regions.append(lead + (sy, sx))
+            import dask.array as da
 
-    root = zarr.open_group(tmp, mode="r+")
+            arrays = [s if hasattr(s, "dask") else da.from_array(s) for s in sources]
+            try:
+                dask.compute(da.store(arrays, targets, regions=regions, lock=False, compute=False))
+            except UserError:
+                raise
+            except Exception as exc:
+                translated = _translate_read_error(exc)
+                if translated is None:
+                    raise
+                raise translated from exc
+            _append_progress(tmp, {"done": [list(b) for b in batch]})
+            bar.update(len(batch))
+    # Commit: mark complete, drop the sidecar, then move into place.
     root.attrs[COMPLETE_ATTR] = True
+    (tmp / PROGRESS_FILE).unlink()
     if path.exists():
         shutil.rmtree(path)
     tmp.rename(path)
+    if report is not None:
+        report.append(WriteReport(path, len(blocks), len(todo), resumed, time.perf_counter() - t0))
     return path
+
+
+def _worker_threads() -> int:
+    """Threads of the active dask.distributed client, else the local CPU count."""
+    try:
+        from distributed import get_client
+
+        client = get_client()
+        return max(1, sum(client.nthreads().values()))
+    except (ImportError, ValueError):
+        return os.cpu_count() or 1
 
 
 def open_cube(path: str | Path) -> xr.Dataset:
