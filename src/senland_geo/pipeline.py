@@ -72,6 +72,23 @@ def cube_key(region: Region, catalog: str | None, composite: str) -> str:
     return hashlib.sha256(payload.encode()).hexdigest()[:12]
 
 
+def _cube_path(region: Region, catalog: str | None, composite: str) -> Path:
+    folder = cache_dir() / "cubes"
+    return folder / f"{region.name}-{composite}-{cube_key(region, catalog, composite)}.zarr"
+
+
+def _is_complete(path: Path) -> bool:
+    from senland_geo import store
+
+    if not path.exists():
+        return False
+    try:
+        store.open_cube(path)
+    except UserError:
+        return False  # incomplete: rebuild
+    return True
+
+
 def cached_cube(
     region: Region,
     *,
@@ -80,17 +97,10 @@ def cached_cube(
     label_tile_root: str | None = None,
 ) -> Path:
     """Return the region's cube store, building it into the cache when missing."""
-    folder = cache_dir() / "cubes"
-    folder.mkdir(parents=True, exist_ok=True)
-    path = folder / f"{region.name}-{composite}-{cube_key(region, catalog, composite)}.zarr"
-    if path.exists():
-        from senland_geo import store
-
-        try:
-            store.open_cube(path)
-            return path
-        except UserError:
-            pass  # incomplete: rebuild
+    path = _cube_path(region, catalog, composite)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if _is_complete(path):
+        return path
     return build_region_cube(
         region,
         path,
@@ -101,8 +111,85 @@ def cached_cube(
     )
 
 
+OFFLINE_OPTIONS = (
+    "offline options: --catalog PATH of a local static STAC catalog with its COGs, "
+    "--cube PATH of a cube built earlier with 'senland-geo cube', a cube already in the cache "
+    "($SENLAND_GEO_CACHE), or --region brandenburg (the packaged sample)"
+)
+
+
+def check_reachable(catalog: str, timeout: float = 5.0) -> None:
+    """Fail fast, in one line, when a remote catalog can't be reached.
+
+    Args:
+        catalog: Provider name, URL or local path (local paths are not probed).
+        timeout: Seconds to wait for a TCP connection.
+
+    Raises:
+        UserError: The host does not resolve or refuses the connection; the message names
+            the offline options.
+    """
+    import socket
+    from urllib.parse import urlsplit
+
+    from senland_geo import stac
+
+    href = stac.PROVIDERS.get(catalog, catalog)
+    if not href.startswith(("http://", "https://")):
+        return
+    parts = urlsplit(href)
+    port = parts.port or (443 if parts.scheme == "https" else 80)
+    try:
+        with socket.create_connection((parts.hostname, port), timeout=timeout):
+            pass
+    except OSError as exc:
+        reason = exc.strerror or type(exc).__name__
+        raise UserError(
+            f"cannot reach catalog {href} ({reason}; no network?); {OFFLINE_OPTIONS}"
+        ) from None
+
+
+def predict_cube_for_region(
+    region: Region,
+    meta: dict[str, Any],
+    *,
+    catalog: str | None = None,
+    label_tile_root: str | None = None,
+) -> Path:
+    """Find or build the cube a checkpoint needs for a region (labels are not needed).
+
+    A labelled cube already cached (e.g. by ``train``) is reused; otherwise the cube is
+    built without labels, so prediction does not depend on the label source.
+
+    Raises:
+        UserError: The catalog is unreachable (with the offline options), nothing covers
+            the bbox, or reading the imagery failed.
+    """
+    composite = "monthly" if meta.get("temporal") else "median"
+    for candidate in (region, region.replace(labels=None)):
+        path = _cube_path(candidate, catalog, composite)
+        if _is_complete(path):
+            return path
+    check_reachable(catalog or region.catalog)
+    from rasterio.errors import RasterioIOError
+
+    try:
+        return cached_cube(
+            region.replace(labels=None),
+            catalog=catalog,
+            composite=composite,
+            label_tile_root=label_tile_root,
+        )
+    except (OSError, RasterioIOError) as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise UserError(
+            f"reading imagery for region {region.name!r} failed: {first}; retry, or use the "
+            f"{OFFLINE_OPTIONS}"
+        ) from None
+
+
 def predict_region(
-    region_name: str,
+    region_name: str | None,
     out: str | Path,
     *,
     checkpoint: str | Path | None = None,
@@ -114,11 +201,18 @@ def predict_region(
     overlap: int = 32,
     batch_size: int = 8,
     progress: bool = True,
+    scheduler: str | None = "local",
+    workers: int | None = None,
+    probabilities: str | Path | None = None,
+    quicklook: str | Path | None = None,
+    cube: str | Path | None = None,
+    label_tile_root: str | None = None,
+    stats: dict[str, Any] | None = None,
 ) -> Path:
     """Map a region: build or reuse its cube, run the model, write a COG.
 
     Args:
-        region_name: Region plugin name.
+        region_name: Region plugin name (may be None when ``cube`` is given).
         out: Destination ``.tif``.
         checkpoint: Model checkpoint (default: the one shipped for the region).
         catalog: Override of the region's catalog.
@@ -129,6 +223,14 @@ def predict_region(
         overlap: Tile overlap.
         batch_size: Tiles per forward pass.
         progress: Show progress bars.
+        scheduler: ``"local"`` (a dask LocalCluster, the default), a dask scheduler
+            address, or None to predict in this process.
+        workers: LocalCluster workers (default 1 using every core).
+        probabilities: Also write class probabilities to this ``.tif``.
+        quicklook: Also write a PNG preview here.
+        cube: Predict this cube store instead of building the region's.
+        label_tile_root: Where WorldCover tiles are read from, if a cube is built with labels.
+        stats: Filled with timings (see :func:`senland_geo.predict.predict_cube`).
 
     Returns:
         The map path.
@@ -137,12 +239,29 @@ def predict_region(
     from senland_geo.predict import check_compatible, check_output_path, predict_cube
 
     out = check_output_path(out)
-    region = resolve_region(region_name, bbox=bbox, start=start, end=end)
-    checkpoint = Path(checkpoint) if checkpoint else default_checkpoint(region)
+    if region_name is None and cube is None:
+        raise UserError("give --region NAME or --cube PATH")
+    region = resolve_region(region_name, bbox=bbox, start=start, end=end) if region_name else None
+    if checkpoint is None:
+        if region is None:
+            raise UserError("--cube needs --checkpoint (the model to run on it)")
+        checkpoint = default_checkpoint(region)
+    checkpoint = Path(checkpoint)
     meta = ckpt.read_meta(checkpoint)
-    check_compatible(meta, list(region.bands) + ["SCL"], region.classes)
-    composite = "monthly" if meta.get("temporal") else "median"
-    cube = cached_cube(region, catalog=catalog, composite=composite)
+    provenance: dict[str, Any] = {}
+    if region is not None:
+        check_compatible(meta, list(region.bands) + ["SCL"], region.classes)
+        provenance = {
+            "region": region.name,
+            "catalog": catalog or region.catalog,
+            "bbox": json.dumps(list(region.bbox)),
+            "time_range": "/".join(region.time_range),
+        }
+    if cube is None:
+        assert region is not None
+        cube = predict_cube_for_region(
+            region, meta, catalog=catalog, label_tile_root=label_tile_root
+        )
     return predict_cube(
         cube,
         checkpoint,
@@ -151,5 +270,10 @@ def predict_region(
         overlap=overlap,
         batch_size=batch_size,
         progress=progress,
-        provenance={"region": region.name, "catalog": catalog or region.catalog},
+        provenance=provenance,
+        scheduler=scheduler,
+        workers=workers,
+        probabilities=probabilities,
+        quicklook=quicklook,
+        stats=stats,
     )

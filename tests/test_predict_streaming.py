@@ -1,0 +1,250 @@
+"""Streaming, blending, nodata and invariance of predict_cube on small synthetic cubes."""
+
+import json
+import subprocess
+import sys
+import textwrap
+
+import numpy as np
+import pytest
+import rasterio
+import torch
+import xarray as xr
+from rasterio.transform import from_origin
+
+from senland_geo import registry, store
+from senland_geo.checkpoint import save_checkpoint
+from senland_geo.classes import WORLDCOVER
+from senland_geo.errors import UserError
+from senland_geo.predict import (
+    PROB_NODATA,
+    PROB_SCALE,
+    StripBlender,
+    blend_window,
+    plan_batches,
+    predict_cube,
+)
+from senland_geo.regions import S2_BANDS_10
+
+MEAN = [1200.0, 1400.0, 1500.0, 1800.0, 2200.0, 2400.0, 2600.0, 2700.0, 2300.0, 1700.0]
+STD = [400.0, 450.0, 600.0, 600.0, 650.0, 700.0, 750.0, 750.0, 800.0, 700.0]
+
+
+def make_cube(path, height, width, *, times=1, seed=0, holes=True):
+    """A synthetic 10-band L2A-like cube: smooth land-cover patches, a no-data corner."""
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[0:height, 0:width]
+    field = np.sin(yy / 23.0 + seed) + np.cos(xx / 31.0) + 0.5 * np.sin((xx + yy) / 11.0)
+    cls = np.digitize(field, [-1.0, 0.0, 0.8])  # 4 "classes"
+    signature = rng.uniform(500, 4000, size=(4, 10))
+    data = np.empty((times, 10, height, width), np.uint16)
+    for t in range(times):
+        refl = signature[cls].transpose(2, 0, 1) * (1 + 0.1 * t)
+        refl += rng.normal(0, 60, size=refl.shape)
+        data[t] = np.clip(refl, 1, 10000).astype(np.uint16)
+    if holes:
+        data[..., : height // 5, : width // 4] = 0  # no-data corner (e.g. outside the swath)
+    da = xr.DataArray(
+        data,
+        dims=("time", "band", "y", "x"),
+        coords={
+            "time": np.arange(times).astype("datetime64[D]").astype("datetime64[ns]"),
+            "band": list(S2_BANDS_10),
+            "y": 5_000_000 - 10 * (np.arange(height) + 0.5),
+            "x": 400_000 + 10 * (np.arange(width) + 0.5),
+        },
+    )
+    da = da.rio.write_crs("EPSG:32628").rio.write_transform(from_origin(400_000, 5_000_000, 10, 10))
+    ds = store.cube_to_dataset(da, attrs={"items": ["S2A_FAKE_1", "S2B_FAKE_2"]})
+    ds.attrs["class_table"] = "esa-worldcover"
+    return store.write_cube(ds, path)
+
+
+def make_checkpoint(path, *, model="unet-resnet34-slim", options=None, temporal=False, seed=0):
+    """A randomly initialised model saved with plausible metadata (10 bands, WorldCover)."""
+    options = {"width": 0.25} if options is None else options
+    torch.manual_seed(seed)
+    net = registry.load("models", model)(in_channels=10, num_classes=len(WORLDCOVER), **options)
+    head = [m for m in net.modules() if isinstance(m, torch.nn.Conv2d)][-1]
+    with torch.no_grad():  # a confident head, like a trained model's (no near-ties everywhere)
+        head.weight *= 20
+    meta = {
+        "model": model,
+        "model_options": options,
+        "bands": list(S2_BANDS_10),
+        "normalization": {"mean": MEAN, "std": STD},
+        "classes": WORLDCOVER.to_dict(),
+        "temporal": temporal,
+        "patch_size": 64,
+    }
+    return save_checkpoint(path, net, meta)
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory):
+    root = tmp_path_factory.mktemp("stream")
+    return {
+        "cube": make_cube(root / "c.zarr", 200, 330),
+        "ckpt": make_checkpoint(root / "m.pt"),
+        "root": root,
+    }
+
+
+def naive_blend(height, width, tile, overlap, probs_of, k):
+    acc = np.zeros((k, height, width), np.float64)
+    wsum = np.zeros((height, width), np.float64)
+    win = blend_window(tile)
+    for batch in plan_batches(height, width, tile, overlap, tile=200):
+        for w in batch:
+            p = probs_of(w)
+            acc[:, w.row : w.row + w.height, w.col : w.col + w.width] += (
+                p[:, : w.height, : w.width] * win[: w.height, : w.width]
+            )
+            wsum[w.row : w.row + w.height, w.col : w.col + w.width] += win[: w.height, : w.width]
+    return acc / wsum
+
+
+def test_strip_accumulator_equals_whole_scene_blending():
+    height, width, tile, overlap, k = 300, 500, 128, 32, 5
+    rng = np.random.default_rng(1)
+    cache = {}
+
+    def probs_of(w):
+        if w not in cache:
+            p = rng.random((k, tile, tile)).astype(np.float32)
+            cache[w] = p / p.sum(0)
+        return cache[w]
+
+    batches = plan_batches(height, width, tile, overlap, tile=200)
+    assert all(len({w.row for w in b}) == 1 for b in batches)  # a batch never spans rows
+    blender = StripBlender(width, k, tile)
+    assert blender.probs.shape == (k, tile, width)  # only `tile` rows are ever held
+    rows = []
+    for i, batch in enumerate(batches):
+        for w in batch:
+            blender.add(w, probs_of(w), np.ones((tile, tile), bool))
+        if i + 1 == len(batches) or batches[i + 1][0].row != batch[0].row:
+            until = height if i + 1 == len(batches) else batches[i + 1][0].row
+            p, _, valid = blender.release(until)
+            assert valid.all()
+            rows.append(p)
+    streamed = np.concatenate(rows, axis=1)
+    assert streamed.shape == (k, height, width)
+    expected = naive_blend(height, width, tile, overlap, probs_of, k)
+    np.testing.assert_allclose(streamed, expected, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(streamed.sum(0), 1.0, atol=1e-5)  # a weighted mean everywhere
+
+
+def test_map_is_complete_with_nodata_only_where_no_input(data, tmp_path):
+    out, prob, png = tmp_path / "map.tif", tmp_path / "p.tif", tmp_path / "q.png"
+    stats = {}
+    predict_cube(
+        data["cube"], data["ckpt"], out, window=128, tile=128, overlap=32, batch_size=4,
+        progress=False,
+        probabilities=prob, quicklook=png, provenance={"region": "synthetic"}, stats=stats,
+    )  # fmt: skip
+    with rasterio.open(out) as ds:
+        codes = ds.read(1)
+        assert ds.shape == (200, 330) and ds.crs.to_epsg() == 32628 and ds.nodata == 0
+        assert ds.overviews(1) == [2] and ds.profile["tiled"] and ds.profile["blockxsize"] == 256
+        assert ds.colormap(1)[80][:3] == (0, 100, 200)
+        tags = ds.tags()
+        assert tags["region"] == "synthetic" and tags["model"] == "unet-resnet34-slim"
+        assert json.loads(tags["items"]) == ["S2A_FAKE_1", "S2B_FAKE_2"]
+        assert "10=Tree cover" in tags["class_names"] and len(tags["checkpoint_sha256"]) == 64
+        assert tags["software"].startswith("senland-geo ") and tags["hardware"].startswith("CPU")
+        assert ds.profile.get("compress", "").lower() == "deflate"
+    hole = np.zeros((200, 330), bool)
+    hole[:40, :82] = True
+    assert (codes[hole] == 0).all()  # no valid input: nodata, never a guessed class
+    assert (codes[~hole] > 0).all()  # every other pixel, edges included, has a class
+    assert set(np.unique(codes[~hole])) <= set(WORLDCOVER.codes)
+    with rasterio.open(prob) as ds:
+        p = ds.read()
+        assert p.shape == (11, 200, 330) and ds.nodata == PROB_NODATA
+        assert ds.scales[0] == pytest.approx(1 / PROB_SCALE)
+    assert (p[:, hole] == PROB_NODATA).all()
+    sums = p[:, ~hole].astype(int).sum(0)
+    assert abs(sums - PROB_SCALE).max() <= 6  # rounded probabilities still sum to ~1
+    # The class map is the arg-max of the blended probabilities.
+    lut = np.array(WORLDCOVER.codes)
+    agree = (lut[p.argmax(0)] == codes)[~hole].mean()
+    assert agree > 0.99  # uint8 rounding only flips near-ties
+    with rasterio.open(png) as ds:
+        assert ds.count == 4 and ds.shape == (200, 330)
+    assert stats["tiles"] == 2 * 4 and stats["model_seconds"] > 0
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["map.tif", "p.tif", "q.png"]
+
+
+def test_same_map_whatever_the_tile_size(data, tmp_path):
+    # The tile cuts the work (reads, tasks); the model windows stay on one grid of the scene.
+    cube = make_cube(tmp_path / "big.zarr", 384, 448, holes=False, seed=3)
+    maps = {}
+    for tile in (128, 256, 512):
+        out = predict_cube(cube, data["ckpt"], tmp_path / f"m{tile}.tif", tile=tile, overlap=32,
+                           batch_size=4, progress=False)  # fmt: skip
+        with rasterio.open(out) as ds:
+            maps[tile] = ds.read(1)
+    assert len(np.unique(maps[256])) >= 2  # a real map, not one constant class
+    for a, b in ((128, 256), (256, 512), (128, 512)):
+        agreement = (maps[a] == maps[b]).mean()
+        assert agreement >= 0.999, (a, b, agreement)
+
+
+def test_time_series_model_gets_series(tmp_path):
+    cube = make_cube(tmp_path / "ts.zarr", 96, 160, times=3, holes=False)
+    opts = {"filters": [8, 16], "hidden": 8}
+    ckpt = make_checkpoint(tmp_path / "ts.pt", model="agrunet", options=opts, temporal=True)
+    out = predict_cube(
+        cube, ckpt, tmp_path / "ts.tif", window=64, tile=64, overlap=16, progress=False
+    )
+    with rasterio.open(out) as ds:
+        assert ds.tags()["temporal"] == "true" and ds.tags()["model"] == "agrunet"
+        codes = ds.read(1)
+    assert codes.shape == (96, 160) and (codes > 0).all()
+
+
+def test_bad_input_leaves_no_file(data, tmp_path):
+    empty = make_cube(tmp_path / "empty.zarr", 64, 64)
+    z = __import__("zarr").open_group(str(empty), mode="r+")
+    z["reflectance"][:] = 0
+    with pytest.raises(UserError, match="no valid pixel"):
+        predict_cube(empty, data["ckpt"], tmp_path / "e.tif", window=64, overlap=16, progress=False,
+                     probabilities=tmp_path / "ep.tif")  # fmt: skip
+    with pytest.raises(UserError, match="not writable"):
+        predict_cube(data["cube"], data["ckpt"], "/sys/senland-map.tif", progress=False)
+    with pytest.raises(UserError, match="overlap 64 must be"):
+        predict_cube(data["cube"], data["ckpt"], tmp_path / "o.tif", window=64, overlap=64)
+    with pytest.raises(UserError, match=r"\.png"):
+        predict_cube(data["cube"], data["ckpt"], tmp_path / "o.tif", quicklook=tmp_path / "q.jpg")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["empty.zarr"]
+
+
+RSS_SCRIPT = textwrap.dedent(
+    """
+    import resource, sys, torch
+    torch.set_num_threads(2)
+    from senland_geo.predict import predict_cube
+    predict_cube(sys.argv[1], sys.argv[2], sys.argv[3], tile=256, overlap=32, batch_size=4,
+                 progress=False)
+    print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
+    """
+)
+
+
+def test_peak_memory_does_not_grow_with_the_area(data, tmp_path):
+    small = make_cube(tmp_path / "s.zarr", 128, 128, holes=False)
+    large = make_cube(tmp_path / "l.zarr", 512, 512, holes=False)  # 16x the area
+    rss = {}
+    for name, cube in (("1x", small), ("16x", large)):
+        run = subprocess.run(
+            [sys.executable, "-c", RSS_SCRIPT, str(cube), str(data["ckpt"]),
+             str(tmp_path / f"{name}.tif")],
+            capture_output=True, text=True, timeout=600,
+        )  # fmt: skip
+        assert run.returncode == 0, run.stderr
+        rss[name] = int(run.stdout.split()[-1])
+    with rasterio.open(tmp_path / "16x.tif") as ds:
+        assert ds.shape == (512, 512) and (ds.read(1) > 0).all()
+    growth = rss["16x"] / rss["1x"] - 1
+    assert growth < 0.15, rss
