@@ -3,6 +3,8 @@
 #
 # - PostgreSQL 15 + PostGIS 3 from Debian apt, for the stac-fastapi-pgstac STAC API that
 #   tests/loopback/pgstac.py starts on 127.0.0.1.
+# - Chromium from Debian apt, for tests/test_report.py (the HTML report is opened in
+#   headless Chromium, screenshotted and checked).
 # - Optionally (with --pip, or PIP=1) the Python test extra into the active environment:
 #   stac-fastapi-pgstac, pypgstac[psycopg], uvicorn, starlette, httpx, rangehttpserver.
 #
@@ -17,12 +19,19 @@ if [[ "$(id -u)" != "0" ]]; then
     exit 1
 fi
 
-if dpkg-query -W -f='${Status}' "$PG_PKG" 2>/dev/null | grep -q "install ok installed"; then
-    echo "$PG_PKG already installed; skipping apt-get"
-else
+APT_PKGS=("$PG_PKG" chromium)
+MISSING=()
+for pkg in "${APT_PKGS[@]}"; do
+    if dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed"; then
+        echo "$pkg already installed; skipping"
+    else
+        MISSING+=("$pkg")
+    fi
+done
+if (( ${#MISSING[@]} )); then
     export DEBIAN_FRONTEND=noninteractive
     apt-get update
-    apt-get install -y --no-install-recommends "$PG_PKG"
+    apt-get install -y --no-install-recommends "${MISSING[@]}"
 fi
 
 # Debian starts a "main" cluster on port 5432 when postgresql is installed; the tests run
@@ -34,6 +43,11 @@ if [[ -z "$PG_BIN" || ! -x "$PG_BIN/initdb" ]]; then
     exit 1
 fi
 echo "PostgreSQL binaries: $PG_BIN"
+if ! command -v chromium >/dev/null 2>&1; then
+    echo "error: chromium not on PATH after installing the Debian package" >&2
+    exit 1
+fi
+echo "Chromium: $(chromium --version 2>/dev/null || echo unknown)"
 
 if [[ "${1:-}" == "--pip" || "${PIP:-0}" == "1" ]]; then
     python -m pip install \

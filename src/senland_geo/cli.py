@@ -228,6 +228,41 @@ def predict(region_name, out, checkpoint, catalog, bbox, start, end, tile, overl
     click.echo(f"wrote {path}")
 
 
+@cli.command()
+@click.argument("run_dir", type=click.Path(path_type=Path))
+@click.option("--out", type=click.Path(path_type=Path), default=None,
+              help="Output .html (default: RUN_DIR/report.html).")  # fmt: skip
+@click.option("--cube", "cube_path", type=click.Path(path_type=Path), default=None,
+              help="Cube for the image tiles (default: the one in the checkpoint).")  # fmt: skip
+@click.option("--tile", type=int, default=256, show_default=True, help="Tile side in pixels.")
+def report(run_dir, out, cube_path, tile) -> None:
+    """Write one self-contained HTML report of a training or prediction run."""
+    from senland_geo.report import write_report
+
+    path = write_report(run_dir, out, cube=cube_path, tile=tile)
+    click.echo(f"wrote {path}")
+
+
+@cli.command("new-region")
+@click.argument("name")
+@click.option("--dir", "directory", type=click.Path(path_type=Path), default=Path("."),
+              show_default=True, help="Folder to create the distribution in.")  # fmt: skip
+@BBOX
+@click.option("--epsg", type=int, default=None, help="Output grid EPSG (default: UTM of bbox).")
+@click.option("--catalog", default=None, help="Provider, STAC API URL or catalog path.")
+@START
+@END
+def new_region(name, directory, bbox, epsg, catalog, start, end) -> None:
+    """Scaffold a region plugin distribution (pyproject, src, tests, README)."""
+    from senland_geo.scaffold import scaffold_region
+
+    path = scaffold_region(
+        name, directory, bbox=bbox, epsg=epsg, catalog=catalog, start=start, end=end
+    )
+    click.echo(f"wrote {path}")
+    click.echo(f"next: pip install -e {path} && senland-geo regions")
+
+
 def main() -> None:
     """Entry point: run the CLI, turning user errors into one line and exit code 2."""
     try:
