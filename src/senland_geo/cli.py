@@ -198,9 +198,16 @@ def train(cube_path, region_name, out, model, epochs, patches_per_epoch, batch_s
 
 
 @cli.command()
-@click.option("--region", "region_name", required=True, help="Region plugin name.")
+@click.option("--region", "region_name", default=None, help="Region plugin name.")
 @click.option("--out", required=True, type=click.Path(path_type=Path), help="Output map .tif.")
 @click.option("--checkpoint", type=click.Path(path_type=Path), default=None)
+@click.option(
+    "--cube",
+    "cube_path",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="Predict this cube store (offline) instead of building the region's.",
+)
 @CATALOG
 @BBOX
 @START
@@ -208,8 +215,27 @@ def train(cube_path, region_name, out, model, epochs, patches_per_epoch, batch_s
 @click.option("--tile", type=int, default=256, show_default=True)
 @click.option("--overlap", type=int, default=32, show_default=True)
 @click.option("--batch-size", type=int, default=8, show_default=True)
-def predict(region_name, out, checkpoint, catalog, bbox, start, end, tile, overlap,
-            batch_size) -> None:  # fmt: skip
+@click.option(
+    "--scheduler",
+    default="local",
+    show_default=True,
+    help="'local' (dask LocalCluster), a dask scheduler address, or 'none' (this process).",
+)
+@click.option("--workers", type=int, default=None, help="LocalCluster workers (default 1).")
+@click.option(
+    "--probabilities",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="Also write per-class probabilities (uint8 COG, value/254) here.",
+)
+@click.option(
+    "--quicklook",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="Also write a colour PNG preview here.",
+)
+def predict(region_name, out, checkpoint, cube_path, catalog, bbox, start, end, tile, overlap,
+            batch_size, scheduler, workers, probabilities, quicklook) -> None:  # fmt: skip
     """Map a region into a Cloud-Optimized GeoTIFF of land-cover codes."""
     from senland_geo.pipeline import predict_region
 
@@ -224,6 +250,11 @@ def predict(region_name, out, checkpoint, catalog, bbox, start, end, tile, overl
         tile=tile,
         overlap=overlap,
         batch_size=batch_size,
+        scheduler=None if scheduler in ("none", "inprocess") else scheduler,
+        workers=workers,
+        probabilities=probabilities,
+        quicklook=quicklook,
+        cube=cube_path,
     )
     click.echo(f"wrote {path}")
 
