@@ -31,6 +31,7 @@ def dask_scheduler(
     n_workers: int | None = None,
     threads_per_worker: int = 1,
     memory_limit: int | str | None = None,
+    connect_timeout: str = "10s",
 ) -> Iterator[Any]:
     """Run the dask computations inside the block on the chosen scheduler.
 
@@ -42,6 +43,7 @@ def dask_scheduler(
         n_workers: LocalCluster workers (default: CPU count, at most 4).
         threads_per_worker: Threads per LocalCluster worker.
         memory_limit: Per-worker memory limit (default: 80% of RAM shared out).
+        connect_timeout: How long to wait for an existing scheduler.
 
     Yields:
         The ``distributed.Client`` in use, or None for the in-process schedulers.
@@ -82,7 +84,7 @@ def dask_scheduler(
             "like tcp://host:8786; pass one of those with --scheduler"
         )
     try:
-        client = Client(scheduler, timeout="10s", set_as_default=True)
+        client = Client(scheduler, timeout=connect_timeout, set_as_default=True)
     except (OSError, TimeoutError) as exc:
         raise UserError(
             f"cannot connect to the dask scheduler at {scheduler} ({exc}); start one with "
