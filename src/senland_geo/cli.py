@@ -294,6 +294,74 @@ def new_region(name, directory, bbox, epsg, catalog, start, end) -> None:
     click.echo(f"next: pip install -e {path} && senland-geo regions")
 
 
+@cli.command()
+@click.option(
+    "--out",
+    type=click.Path(path_type=Path),
+    default=Path("bench-results"),
+    show_default=True,
+    help="Folder for bench.json, bench.md and the two plots.",
+)
+@click.option("--quick", is_flag=True, help="Seconds-long CI run (tiny steps, no compile).")
+@click.option(
+    "--models",
+    default=None,
+    help="Comma-separated models (default: unet-resnet34,unet-gn).",
+)
+@click.option("--batch-sizes", default=None, help="Comma-separated batch sizes (default: 8,16).")
+@click.option(
+    "--modes",
+    default=None,
+    help="Comma-separated torch modes: eager, channels_last, bf16, "
+    "bf16-channels_last, compile, compile-bf16.",
+)
+@click.option("--steps", type=int, default=None, help="Timed steps per row.")
+@click.option("--threads", type=int, default=None, help="Threads (default: physical cores).")
+@click.option(
+    "--scaling-threads",
+    default=None,
+    help="Comma-separated thread counts (default: 1..N).",
+)
+@click.option("--no-agrunet", is_flag=True, help="Skip the AgrUNet (T=16/32) rows.")
+@click.option("--no-jax", is_flag=True, help="Skip the JAX plugin rows.")
+def bench(
+    out, quick, models, batch_sizes, modes, steps, threads, scaling_threads, no_agrunet, no_jax
+) -> None:
+    """Time training and inference (img/s) against the machine's measured matmul peak."""
+    from senland_geo import bench as bench_lib
+
+    def ints(text: str) -> tuple[int, ...]:
+        return tuple(int(v) for v in text.split(",") if v.strip())
+
+    overrides: dict = {}
+    if models:
+        overrides["models"] = tuple(m.strip() for m in models.split(",") if m.strip())
+    if batch_sizes:
+        overrides["batch_sizes"] = ints(batch_sizes)
+    if modes:
+        overrides["modes"] = tuple(m.strip() for m in modes.split(",") if m.strip())
+    if steps:
+        overrides["steps"] = steps
+    if threads:
+        overrides["threads"] = threads
+    if scaling_threads is not None:
+        overrides["scaling_threads"] = ints(scaling_threads)
+    if no_agrunet:
+        overrides["agrunet"] = None
+    if no_jax:
+        overrides["jax"] = False
+    try:
+        cfg = (bench_lib.BenchConfig.quick if quick else bench_lib.BenchConfig)(**overrides)
+    except ValueError as exc:
+        raise UserError(str(exc)) from exc
+    result = bench_lib.run(cfg, log=click.echo, partial=lambda r: bench_lib.write_json(r, out))
+    paths = bench_lib.write_outputs(result, out)
+    click.echo(bench_lib.summary_table(result))
+    for note in result["notes"]:
+        click.echo(f"note: {note}")
+    click.echo("wrote " + ", ".join(str(p) for p in paths.values()))
+
+
 def main() -> None:
     """Entry point: run the CLI, turning user errors into one line and exit code 2."""
     try:

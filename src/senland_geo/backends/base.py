@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import contextlib
 from typing import Any, Protocol, runtime_checkable
+
+import torch
 
 
 @runtime_checkable
 class Backend(Protocol):
     """An engine that runs senland-geo models.
 
-    Torch backends also provide ``device`` (a ``torch.device``) and ``autocast()``.
+    Torch backends also provide ``device`` (a ``torch.device``), ``setup()``,
+    ``autocast()``, ``prepare_model(model)`` and ``prepare_batch(x)``.
     """
 
     name: str
@@ -21,3 +25,57 @@ class Backend(Protocol):
     def describe(self) -> dict[str, Any]:
         """Return the hardware and software this backend runs on."""
         ...
+
+
+class TorchBackendMixin:
+    """What the torch backends share: memory format, optional ``torch.compile``, autocast.
+
+    Subclasses set ``device``, ``precision``, ``channels_last``, ``compile`` and
+    ``compile_mode``.
+    """
+
+    device: torch.device
+    precision: str
+    channels_last: bool
+    compile: bool
+    compile_mode: str | None
+
+    @property
+    def autocast_dtype(self) -> torch.dtype | None:
+        """The autocast dtype, or None for fp32."""
+        return {"bf16": torch.bfloat16, "fp16": torch.float16}.get(self.precision)
+
+    def autocast(self) -> contextlib.AbstractContextManager:
+        """Autocast context for the chosen precision (a no-op for fp32)."""
+        dtype = self.autocast_dtype
+        if dtype is None:
+            return contextlib.nullcontext()
+        return torch.autocast(self.device.type, dtype=dtype)
+
+    def prepare_model(self, model: torch.nn.Module) -> torch.nn.Module:
+        """Move a model to the device, in the chosen memory format, compiled if asked.
+
+        Returns the module to call: ``torch.compile``'s wrapper when ``compile`` is set
+        (its parameters are the original module's, so optimizers and ``state_dict`` work).
+        """
+        model = model.to(self.device)
+        if self.channels_last:
+            model = model.to(memory_format=torch.channels_last)
+        if self.compile:
+            model = torch.compile(model, mode=self.compile_mode)
+        return model
+
+    def prepare_batch(self, x: torch.Tensor) -> torch.Tensor:
+        """Move an input batch to the device, channels-last when asked and 4-D."""
+        x = x.to(self.device, non_blocking=True)
+        if self.channels_last and x.dim() == 4:
+            x = x.contiguous(memory_format=torch.channels_last)
+        return x
+
+    def _options(self) -> dict[str, Any]:
+        return {
+            "precision": self.precision,
+            "channels_last": self.channels_last,
+            "compile": self.compile,
+            "compile_mode": self.compile_mode,
+        }

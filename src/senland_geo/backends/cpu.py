@@ -2,49 +2,74 @@
 
 from __future__ import annotations
 
-import contextlib
 from typing import Any
 
 import torch
 
 from senland_geo import hw
+from senland_geo.backends.base import TorchBackendMixin
+
+PRECISIONS = ("fp32", "bf16", "fp16")
 
 
-class CPUBackend:
+class CPUBackend(TorchBackendMixin):
     """PyTorch on the CPU.
 
+    Convolutions run in oneDNN (``torch.backends.mkldnn``), matmuls in MKL; see
+    ``docs/performance.md`` for what each setting gains on a given machine.
+
     Args:
-        threads: Intra-op threads (default: physical cores).
-        precision: ``fp32`` or ``bf16`` (autocast).
-        channels_last: Use channels-last memory format for 4D tensors.
+        threads: Intra-op threads (default: the physical cores this process may use).
+        precision: ``fp32``, ``bf16`` or ``fp16`` (autocast; bf16 is fast only where the
+            CPU has AVX512-BF16 or AMX, fp16 only with AVX512-FP16/AMX-FP16).
+        channels_last: Use the channels-last memory format for 4-D tensors.
+        compile: Wrap models in ``torch.compile`` (Inductor) in :meth:`prepare_model`.
+        compile_mode: ``torch.compile`` mode (None, ``max-autotune``, ...).
+        mkldnn: Leave oneDNN enabled for convolutions (``torch.backends.mkldnn.enabled``).
     """
 
     name = "cpu"
 
     def __init__(
-        self, threads: int | None = None, precision: str = "fp32", channels_last: bool = False
+        self,
+        threads: int | None = None,
+        precision: str = "fp32",
+        channels_last: bool = False,
+        compile: bool = False,
+        compile_mode: str | None = None,
+        mkldnn: bool = True,
     ) -> None:
-        if precision not in ("fp32", "bf16"):
-            raise ValueError(f"cpu backend precision {precision!r}: choose fp32 or bf16")
+        if precision not in PRECISIONS:
+            raise ValueError(
+                f"cpu backend precision {precision!r}: choose one of {', '.join(PRECISIONS)}"
+            )
+        if threads is not None and threads < 1:
+            raise ValueError(f"cpu backend threads={threads}: must be >= 1 (or None for auto)")
         self.threads = threads or hw.physical_cores()
         self.precision = precision
         self.channels_last = channels_last
+        self.compile = compile
+        self.compile_mode = compile_mode
+        self.mkldnn = mkldnn
         self.device = torch.device("cpu")
 
-    def is_available(self) -> tuple[bool, str]:
+    @staticmethod
+    def is_available() -> tuple[bool, str]:
         """The CPU is always available."""
         return True, ""
 
     def setup(self) -> None:
-        """Apply the thread count."""
+        """Apply the thread count and the oneDNN switch (process-wide torch settings)."""
         torch.set_num_threads(self.threads)
-
-    def autocast(self) -> contextlib.AbstractContextManager:
-        """Autocast context for the chosen precision."""
-        if self.precision == "bf16":
-            return torch.autocast("cpu", dtype=torch.bfloat16)
-        return contextlib.nullcontext()
+        torch.backends.mkldnn.enabled = self.mkldnn
 
     def describe(self) -> dict[str, Any]:
-        """Hardware description, with the precision in use."""
-        return {**hw.describe("cpu"), "backend": self.name, "precision": self.precision}
+        """Hardware description, with the options in use."""
+        info = hw.describe("cpu")
+        return {
+            **info,
+            "backend": self.name,
+            "threads": self.threads,
+            "mkldnn": self.mkldnn,
+            **self._options(),
+        }

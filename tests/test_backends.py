@@ -1,0 +1,91 @@
+"""Backends: options, automatic choice, honest CUDA refusal, introspection."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from senland_geo import hw
+from senland_geo.backends import get_backend
+from senland_geo.backends.cpu import CPUBackend
+from senland_geo.backends.cuda import CUDABackend
+from senland_geo.errors import PluginNotFoundError, UserError
+
+NO_GPU = not CUDABackend.is_available()[0]
+
+
+def test_cpu_backend_options_and_describe() -> None:
+    before = torch.get_num_threads()
+    try:
+        backend = CPUBackend(threads=1, precision="bf16", channels_last=True)
+        backend.setup()
+        assert torch.get_num_threads() == 1
+        info = backend.describe()
+    finally:
+        torch.set_num_threads(before)
+    assert info["backend"] == "cpu" and info["threads"] == 1 and info["precision"] == "bf16"
+    assert info["engine"].startswith("CPU ") and "GPU" not in info["engine"]
+    assert info["channels_last"] is True and info["compile"] is False
+    json.dumps(info)  # serialisable into checkpoints and bench rows
+
+
+def test_cpu_backend_rejects_bad_options() -> None:
+    with pytest.raises(ValueError, match="fp64"):
+        CPUBackend(precision="fp64")
+    with pytest.raises(ValueError, match="threads=0"):
+        CPUBackend(threads=0)
+
+
+def test_cpu_autocast_and_channels_last_are_applied() -> None:
+    backend = CPUBackend(threads=1, precision="bf16", channels_last=True)
+    model = backend.prepare_model(torch.nn.Conv2d(3, 4, 3, padding=1))
+    x = backend.prepare_batch(torch.randn(2, 3, 8, 8))
+    assert x.is_contiguous(memory_format=torch.channels_last)
+    assert model.weight.is_contiguous(memory_format=torch.channels_last)
+    with backend.autocast():
+        assert model(x).dtype == torch.bfloat16
+    with CPUBackend(precision="fp32").autocast():
+        assert model(x).dtype == torch.float32
+
+
+@pytest.mark.skipif(not NO_GPU, reason="this machine has a GPU")
+def test_cuda_refused_without_gpu_with_clear_message() -> None:
+    ok, why = CUDABackend.is_available()
+    assert not ok and why
+    with pytest.raises(UserError) as err:
+        get_backend("cuda")
+    msg = str(err.value)
+    assert "backend 'cuda' can't run here" in msg and why in msg and "--backend cpu" in msg
+
+
+@pytest.mark.skipif(not NO_GPU, reason="this machine has a GPU")
+def test_auto_picks_cpu_without_gpu_and_drops_cuda_only_options() -> None:
+    backend = get_backend(None, threads=1, tf32=True, precision="bf16")
+    assert backend.name == "cpu" and backend.threads == 1 and backend.precision == "bf16"
+    assert hw.describe("cuda")["engine"].startswith("CPU")  # never labelled GPU without one
+    assert hw.gpus() == []
+
+
+def test_explicit_name_passes_options_through() -> None:
+    with pytest.raises(TypeError, match="tf32"):
+        get_backend("cpu", tf32=True)
+
+
+def test_unknown_backend_lists_installed() -> None:
+    with pytest.raises(PluginNotFoundError) as err:
+        get_backend("tpu")
+    assert "cpu" in str(err.value) and "cuda" in str(err.value)
+
+
+def test_describe_records_cpu_memory_threads_libraries() -> None:
+    info = hw.describe("cpu")
+    assert info["physical_cores"] >= 1 and info["torch_threads"] == torch.get_num_threads()
+    assert info["ram_gib"] > 0 and info["cpu_model"]
+    libs = info["libraries"]
+    assert libs["torch"] == torch.__version__
+    if torch.backends.mkldnn.is_available():
+        assert libs["onednn"]
+    assert set(info["cpu_flags"]) >= {"avx2", "avx512f", "avx512_bf16"}
+    assert info["cuda_available"] is (not NO_GPU)
