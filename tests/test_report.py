@@ -184,3 +184,34 @@ def test_cli_report_writes_the_page(run_dir: Path, tmp_path: Path) -> None:
     page = out.read_text()
     assert len(_images(page)) == 5
     assert out.stat().st_size > 10_000
+
+
+def test_bench_json_of_the_bench_command_is_charted(tmp_path: Path) -> None:
+    from senland_geo.report import bench_groups, bench_label, bench_metric, render_html
+
+    bench = {
+        "hardware": {"engine": "CPU Example (2 threads)"},
+        "rows": [
+            {"backend": "cpu", "model": "unet-gn", "task": "train", "precision": "fp32",
+             "batch_size": 16, "threads": 2, "images_per_s": 12.5},
+            {"backend": "cpu", "model": "unet-gn", "task": "infer", "precision": "fp32",
+             "batch_size": 16, "threads": 2, "images_per_s": 40.0},
+        ],
+        "scaling": [
+            {"model": "unet-gn", "task": "train", "threads": t, "images_per_s": v}
+            for t, v in ((1, 7.0), (2, 12.5))
+        ],
+        "notes": ["load average 9.1 at start on 2 CPUs: the machine is shared"],
+    }  # fmt: skip
+    groups = bench_groups("bench.json", bench)
+    assert [g[0] for g in groups] == ["bench.json", "bench.json (thread scaling)"]
+    rows = groups[0][1]
+    assert bench_metric(rows) == "images_per_s"
+    assert bench_label(rows[0]) == "cpu / unet-gn / train / fp32 / bs 16 / 2 threads"
+    assert all(r["engine"] == "CPU Example (2 threads)" for g in groups for r in g[1])
+    (tmp_path / "bench.json").write_text(json.dumps(bench))
+    (tmp_path / "metrics.json").write_text(json.dumps({"miou": 0.5, "per_class": []}))
+    run = load_run(tmp_path)
+    page = render_html(run, [], "no tiles")
+    assert len(_images(page)) == 2
+    assert "the machine is shared" in page and "0.5000" in page

@@ -45,7 +45,9 @@ BENCH_METRICS: tuple[str, ...] = (
     "seconds",
 )
 #: Row fields that name a benchmark configuration (joined into the bar label).
-BENCH_LABELS: tuple[str, ...] = ("backend", "model", "mode", "precision", "batch_size", "threads")
+BENCH_LABELS: tuple[str, ...] = (
+    "backend", "model", "task", "mode", "precision", "batch_size", "threads",
+)  # fmt: skip
 
 
 @dataclass
@@ -110,11 +112,11 @@ def load_run(run_dir: str | Path) -> dict[str, Any]:
 
         data["meta"] = read_meta(run / "checkpoint.pt")
     data["bench"] = {}
+    data["bench_notes"] = []
     for path in sorted(run.glob("bench*.json")):
-        rows = _read_json(path)
-        if isinstance(rows, dict):
-            rows = rows.get("rows") or rows.get("results") or [rows]
-        data["bench"][path.name] = [r for r in rows if isinstance(r, dict)]
+        for name, rows, notes in bench_groups(path.name, _read_json(path)):
+            data["bench"][name] = rows
+            data["bench_notes"] += [f"{path.name}: {n}" for n in notes]
     maps = sorted(run.glob("*.tif"))
     data["map"] = run / "map.tif" if (run / "map.tif").is_file() else (maps[0] if maps else None)
     if data["metrics"] is None and data["meta"] is None and data["map"] is None:
@@ -123,6 +125,39 @@ def load_run(run_dir: str | Path) -> dict[str, Any]:
             "'senland-geo train --out RUN' or one with a map from 'senland-geo predict'"
         )
     return data
+
+
+def bench_groups(name: str, content: Any) -> list[tuple[str, list[dict[str, Any]], list[str]]]:
+    """Split a benchmark file into chartable groups of rows.
+
+    Accepts a list of row dicts (``bench_jax.py``) or the dict ``senland-geo bench``
+    writes (``rows``, optional ``scaling``, ``hardware`` and ``notes``); rows without an
+    engine get the file's ``hardware.engine``.
+
+    Returns:
+        ``(group name, rows, notes)`` tuples; groups without rows are left out.
+    """
+    notes: list[str] = []
+    if isinstance(content, dict):
+        engine = (content.get("hardware") or {}).get("engine")
+        notes = [str(n) for n in content.get("notes") or []]
+        groups = [(name, content.get("rows") or content.get("results"))]
+        if content.get("scaling"):
+            groups.append((f"{name} (thread scaling)", content["scaling"]))
+        if groups[0][1] is None:
+            groups[0] = (name, [content])
+    else:
+        engine = None
+        groups = [(name, content)]
+    out = []
+    for group, rows in groups:
+        rows = [dict(r) for r in rows or [] if isinstance(r, dict)]
+        for r in rows:
+            if engine and not (r.get("engine") or r.get("cpu_model") or r.get("gpu_name")):
+                r["engine"] = engine
+        if rows:
+            out.append((group, rows, notes if group == name else []))
+    return out
 
 
 # --- figures --------------------------------------------------------------------------
@@ -287,7 +322,13 @@ def bench_label(row: dict[str, Any]) -> str:
     parts = []
     for key in BENCH_LABELS:
         if key in row and row[key] is not None:
-            parts.append(f"bs {row[key]}" if key == "batch_size" else str(row[key]))
+            value = row[key]
+            if key == "batch_size":
+                parts.append(f"bs {value}")
+            elif key == "threads":
+                parts.append(f"{value} threads")
+            else:
+                parts.append(str(value))
     return " / ".join(parts) or row.get("name", "row")
 
 
@@ -593,6 +634,8 @@ def render_html(run: dict[str, Any], tiles: Sequence[TileView], tiles_note: str)
                 parts.append(f"<p class='note'>{_e(name)}: no numeric column to chart.</p>")
                 continue
             parts.append(_img(bench_figure(name, rows, metric), f"benchmark {name}"))
+        for note in run.get("bench_notes", []):
+            parts.append(f"<p class='note'>{_e(note)}</p>")
     hardware = metrics.get("hardware") or meta.get("hardware")
     if hardware:
         parts.append("<h2 id='hardware'>Hardware</h2>")
