@@ -212,8 +212,21 @@ def train(cube_path, region_name, out, model, epochs, patches_per_epoch, batch_s
 @BBOX
 @START
 @END
-@click.option("--tile", type=int, default=256, show_default=True)
-@click.option("--overlap", type=int, default=32, show_default=True)
+@click.option(
+    "--tile",
+    type=int,
+    default=256,
+    show_default=True,
+    help="Block read and predicted as one unit of work (one dask task); does not change the map.",
+)
+@click.option(
+    "--window",
+    type=int,
+    default=256,
+    show_default=True,
+    help="Model input size in pixels (multiple of 32); windows are blended with a Hann window.",
+)
+@click.option("--overlap", type=int, default=32, show_default=True, help="Window overlap.")
 @click.option("--batch-size", type=int, default=8, show_default=True)
 @click.option(
     "--scheduler",
@@ -234,8 +247,8 @@ def train(cube_path, region_name, out, model, epochs, patches_per_epoch, batch_s
     default=None,
     help="Also write a colour PNG preview here.",
 )
-def predict(region_name, out, checkpoint, cube_path, catalog, bbox, start, end, tile, overlap,
-            batch_size, scheduler, workers, probabilities, quicklook) -> None:  # fmt: skip
+def predict(region_name, out, checkpoint, cube_path, catalog, bbox, start, end, tile, window,
+            overlap, batch_size, scheduler, workers, probabilities, quicklook) -> None:  # fmt: skip
     """Map a region into a Cloud-Optimized GeoTIFF of land-cover codes."""
     from senland_geo.pipeline import predict_region
 
@@ -248,6 +261,7 @@ def predict(region_name, out, checkpoint, cube_path, catalog, bbox, start, end, 
         start=start,
         end=end,
         tile=tile,
+        window=window,
         overlap=overlap,
         batch_size=batch_size,
         scheduler=None if scheduler in ("none", "inprocess") else scheduler,

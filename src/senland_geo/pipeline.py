@@ -208,6 +208,7 @@ def predict_region(
     cube: str | Path | None = None,
     label_tile_root: str | None = None,
     stats: dict[str, Any] | None = None,
+    window: int | None = None,
 ) -> Path:
     """Map a region: build or reuse its cube, run the model, write a COG.
 
@@ -219,8 +220,8 @@ def predict_region(
         bbox: Override of the region's bbox.
         start: Override of the season start.
         end: Override of the season end.
-        tile: Tile size.
-        overlap: Tile overlap.
+        tile: Block predicted as one unit of work (does not change the map).
+        overlap: Overlap of the model windows.
         batch_size: Tiles per forward pass.
         progress: Show progress bars.
         scheduler: ``"local"`` (a dask LocalCluster, the default), a dask scheduler
@@ -231,6 +232,7 @@ def predict_region(
         cube: Predict this cube store instead of building the region's.
         label_tile_root: Where WorldCover tiles are read from, if a cube is built with labels.
         stats: Filled with timings (see :func:`senland_geo.predict.predict_cube`).
+        window: Model input size (default 256).
 
     Returns:
         The map path.
@@ -276,4 +278,5 @@ def predict_region(
         probabilities=probabilities,
         quicklook=quicklook,
         stats=stats,
+        window=window,
     )
