@@ -56,16 +56,72 @@ def read_meta(path: str | Path) -> dict[str, Any]:
     return _read(Path(path))["meta"]
 
 
-def load_checkpoint(path: str | Path) -> tuple[nn.Module, dict[str, Any]]:
-    """Load a checkpoint safely and rebuild its model in fp32 eval mode.
+def check_compatible(
+    meta: dict[str, Any],
+    *,
+    model: str | None = None,
+    classes: ClassTable | dict[str, Any] | None = None,
+    bands: list[str] | None = None,
+    source: str = "checkpoint",
+) -> None:
+    """Refuse a checkpoint whose model, class table or bands differ from what is expected.
+
+    Args:
+        meta: Checkpoint metadata (:func:`read_meta`).
+        model: Expected model plugin name (None: not checked).
+        classes: Expected class table (None: not checked).
+        bands: Expected input bands in order (None: not checked).
+        source: Name of the checkpoint in the message.
 
     Raises:
-        UserError: Missing file, not a senland-geo checkpoint, or weights that don't fit
-            the model it names.
+        UserError: Naming the mismatching field, both values, and what to do.
+    """
+    if model is not None and meta.get("model") != model:
+        raise UserError(
+            f"{source} was trained with model {meta.get('model')!r}, not {model!r}; "
+            f"use --model {meta.get('model')} or train a new checkpoint"
+        )
+    if classes is not None:
+        want = classes.to_dict() if isinstance(classes, ClassTable) else classes
+        have = meta.get("classes", {})
+        if have.get("name") != want.get("name") or have.get("classes") != want.get("classes"):
+            have_codes = [c.get("code") for c in have.get("classes", [])]
+            want_codes = [c.get("code") for c in want.get("classes", [])]
+            raise UserError(
+                f"{source} has class table {have.get('name')!r} (codes {have_codes}), "
+                f"incompatible with {want.get('name')!r} (codes {want_codes}); "
+                "retrain on data labelled with that class table"
+            )
+    if bands is not None and list(meta.get("bands", [])) != list(bands):
+        raise UserError(
+            f"{source} expects bands {meta.get('bands')}, the data has {list(bands)}; "
+            "rebuild the cube with those bands or retrain"
+        )
+
+
+def load_checkpoint(
+    path: str | Path,
+    *,
+    model: str | None = None,
+    classes: ClassTable | dict[str, Any] | None = None,
+    bands: list[str] | None = None,
+) -> tuple[nn.Module, dict[str, Any]]:
+    """Load a checkpoint safely and rebuild its model in fp32 eval mode.
+
+    Args:
+        path: The ``checkpoint.pt``.
+        model: If given, refuse a checkpoint of another model.
+        classes: If given, refuse a checkpoint with another class table.
+        bands: If given, refuse a checkpoint expecting other bands.
+
+    Raises:
+        UserError: Missing file, not a senland-geo checkpoint, incompatible with the
+            expected model/classes/bands, or weights that don't fit the model it names.
     """
     path = Path(path)
     data = _read(path)
     meta = data["meta"]
+    check_compatible(meta, model=model, classes=classes, bands=bands, source=f"checkpoint {path}")
     builder = registry.load("models", meta["model"])
     model = builder(
         in_channels=len(meta["bands"]),
@@ -82,6 +138,42 @@ def load_checkpoint(path: str | Path) -> tuple[nn.Module, dict[str, Any]]:
         ) from None
     model.eval()
     return model, meta
+
+
+TRAINING_STATE_FORMAT = "senland-geo-training-state/1"
+
+
+def save_training_state(path: str | Path, state: dict[str, Any]) -> Path:
+    """Atomically save a resumable training state (tensors and plain data only).
+
+    Args:
+        path: Destination, e.g. ``run/state.pt``.
+        state: Model/optimizer/scheduler/scaler state dicts, loop counters, history.
+
+    Returns:
+        The path written. A crash mid-write leaves the previous state intact.
+    """
+    path = Path(path)
+    tmp = path.with_name(path.name + ".partial")
+    torch.save({"format": TRAINING_STATE_FORMAT, **state}, tmp)
+    tmp.replace(path)
+    return path
+
+
+def load_training_state(path: str | Path) -> dict[str, Any]:
+    """Load a training state written by :func:`save_training_state` (``weights_only``).
+
+    Raises:
+        UserError: The file can't be read safely or is not a training state.
+    """
+    path = Path(path)
+    try:
+        data = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:
+        raise UserError(f"training state {path} can't be read safely: {exc}") from None
+    if not isinstance(data, dict) or data.get("format") != TRAINING_STATE_FORMAT:
+        raise UserError(f"{path} is not a senland-geo training state; delete it to start afresh")
+    return data
 
 
 def file_sha256(path: str | Path) -> str:

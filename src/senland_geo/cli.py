@@ -152,19 +152,33 @@ def cube(
 @click.option("--region", "region_name", default=None, help="Build/reuse this region's cube.")
 @click.option("--out", required=True, type=click.Path(path_type=Path), help="Run folder.")
 @click.option("--model", default="unet-resnet34", show_default=True)
-@click.option("--epochs", type=int, default=20, show_default=True)
-@click.option("--patches-per-epoch", type=int, default=512, show_default=True)
-@click.option("--batch-size", type=int, default=16, show_default=True)
-@click.option("--lr", type=float, default=2e-3, show_default=True)
+@click.option("--model-options", default=None, help="Builder options as JSON.")
+@click.option("--config", "config_file", type=click.Path(path_type=Path, exists=True),
+              default=None, help="TrainConfig JSON (tune's best_config.json).")  # fmt: skip
+@click.option("--epochs", type=int, default=None, help="Maximum epochs [20].")
+@click.option("--patches-per-epoch", type=int, default=None, help="[512]")
+@click.option("--batch-size", type=int, default=None, help="Global batch [16].")
+@click.option("--lr", type=float, default=None, help="Peak AdamW learning rate [2e-3].")
+@click.option("--patience", type=int, default=None, help="Early-stopping patience [20].")
+@click.option("--folds", type=int, default=None, help="k > 1: blocked k-fold CV [1].")
 @click.option("--backend", default=None, help="cpu, cuda, ... (default: from the hardware).")
-@click.option("--precision", default="fp32", show_default=True)
-@click.option("--seed", type=int, default=0, show_default=True)
-@click.option("--half-checkpoint", is_flag=True, help="Store weights as fp16.")
-@click.option("--num-workers", type=int, default=0, show_default=True)
-def train(cube_path, region_name, out, model, epochs, patches_per_epoch, batch_size, lr,
-          backend, precision, seed, half_checkpoint, num_workers) -> None:  # fmt: skip
-    """Train a model on a cube with a spatial holdout; print holdout metrics."""
-    from senland_geo.metrics import format_metrics
+@click.option("--precision", default=None, help="fp32 | bf16 | fp16 (cuda) [fp32].")
+@click.option("--tf32", is_flag=True, default=None, help="Allow TF32 on CUDA GPUs.")
+@click.option("--seed", type=int, default=None, help="[0]")
+@click.option("--half-checkpoint", is_flag=True, default=None, help="Store weights as fp16.")
+@click.option("--num-workers", type=int, default=None, help="DataLoader workers [0].")
+@click.option("--nproc", type=int, default=1, show_default=True,
+              help="DDP processes (gloo on CPU, NCCL on GPUs).")  # fmt: skip
+@click.option("--no-resume", is_flag=True, help="Ignore state.pt in the run folder.")
+def train(cube_path, region_name, out, model, model_options, config_file, epochs,
+          patches_per_epoch, batch_size, lr, patience, folds, backend, precision, tf32, seed,
+          half_checkpoint, num_workers, nproc, no_resume) -> None:  # fmt: skip
+    """Train a model on a cube with a spatial holdout; print holdout metrics.
+
+    A validation block carved from the training side drives early stopping; a killed run
+    started again with the same --out resumes after its last finished epoch.
+    """
+    from senland_geo.metrics import format_metrics, format_summary
     from senland_geo.pipeline import cached_cube, resolve_region
     from senland_geo.train import TrainConfig, check_cube_has_labels
     from senland_geo.train import train as run_training
@@ -176,24 +190,74 @@ def train(cube_path, region_name, out, model, epochs, patches_per_epoch, batch_s
     check_cube_has_labels(cube_path)
     from senland_geo import registry
 
-    registry.load("models", model)  # unknown model: clear error before any work
-    config = TrainConfig(
-        model=model,
-        epochs=epochs,
-        patches_per_epoch=patches_per_epoch,
-        batch_size=batch_size,
-        lr=lr,
-        backend=backend,
-        precision=precision,
-        seed=seed,
-        half_checkpoint=half_checkpoint,
-        num_workers=num_workers,
-    )
-    metrics = run_training(cube_path, out, config)
+    settings = json.loads(config_file.read_text()) if config_file else {"model": model}
+    if model != "unet-resnet34" or not config_file:
+        settings["model"] = model
+    if model_options:
+        settings["model_options"] = json.loads(model_options)
+    flags = dict(epochs=epochs, patches_per_epoch=patches_per_epoch, batch_size=batch_size,
+                 lr=lr, patience=patience, folds=folds, backend=backend, precision=precision,
+                 tf32=tf32, seed=seed, half_checkpoint=half_checkpoint,
+                 num_workers=num_workers)  # fmt: skip
+    settings.update({k: v for k, v in flags.items() if v is not None})
+    if no_resume:
+        settings["resume"] = False
+    registry.load("models", settings["model"])  # unknown model: clear error before any work
+    config = TrainConfig(**settings)
+    if nproc > 1:
+        from senland_geo.ddp import train_distributed
+
+        metrics = train_distributed(cube_path, out, config, nproc)
+    else:
+        metrics = run_training(cube_path, out, config)
     click.echo(format_metrics(metrics))
+    if metrics.get("cross_validation"):
+        click.echo(format_summary(metrics))
     click.echo(
         f"trained {metrics['train_seconds']} s ({metrics['train_images_per_second']} img/s on "
         f"{metrics['hardware']['engine']}); checkpoint {Path(out) / 'checkpoint.pt'}"
+    )
+
+
+@cli.command()
+@click.option("--cube", "cube_path", type=click.Path(path_type=Path), default=None)
+@click.option("--region", "region_name", default=None, help="Build/reuse this region's cube.")
+@click.option("--out", required=True, type=click.Path(path_type=Path), help="Tuning folder.")
+@click.option("--model", default="unet-gn", show_default=True)
+@click.option("--trials", type=int, default=20, show_default=True)
+@click.option("--epochs", type=int, default=10, show_default=True, help="Epochs per trial.")
+@click.option("--patches-per-epoch", type=int, default=256, show_default=True)
+@click.option("--batch-sizes", default="4,8,16", show_default=True)
+@click.option("--lr", type=float, default=2e-3, show_default=True, help="Centre of the lr range.")
+@click.option("--precision", default="fp32", show_default=True)
+@click.option("--seed", type=int, default=0, show_default=True)
+def tune(cube_path, region_name, out, model, trials, epochs, patches_per_epoch, batch_sizes,
+         lr, precision, seed) -> None:  # fmt: skip
+    """Search lr, depth/filters and batch size with Optuna (median pruning).
+
+    Writes trials.csv, trials.md and best_config.json (use it with 'train --config').
+    """
+    from senland_geo import registry
+    from senland_geo.pipeline import cached_cube, resolve_region
+    from senland_geo.train import TrainConfig, check_cube_has_labels
+    from senland_geo.tune import format_table
+    from senland_geo.tune import tune as run_tune
+
+    if (cube_path is None) == (region_name is None):
+        raise UserError("give exactly one of --cube PATH or --region NAME")
+    if cube_path is None:
+        cube_path = cached_cube(resolve_region(region_name))
+    check_cube_has_labels(cube_path)
+    registry.load("models", model)
+    base = TrainConfig(model=model, epochs=epochs, patches_per_epoch=patches_per_epoch, lr=lr,
+                       precision=precision, seed=seed)  # fmt: skip
+    sizes = [int(b) for b in batch_sizes.split(",")]
+    result = run_tune(cube_path, out, base, trials=trials, batch_sizes=sizes, seed=seed)
+    click.echo(format_table(result["trials"]))
+    best = result["best"]
+    click.echo(
+        f"best trial {best['trial']}: validation macro Dice {best['val_macro_dice']:.3f} "
+        f"{best['params']}; config {Path(out) / 'best_config.json'}"
     )
 
 
