@@ -56,10 +56,10 @@ def two_workers():
 
 def test_same_map_on_one_and_two_workers_model_loaded_once(job, two_workers, tmp_path):
     cube, ckpt, _ = job
-    with _cluster(1) as cluster, distributed.Client(cluster) as client:
-        client.senland_threads = 1
-        predict_cube(cube, ckpt, tmp_path / "one.tif", client=client, **KW)
-        assert list(client.run(predict.loaded_model_count).values()) == [1]
+    with _cluster(1) as cluster:  # an existing cluster, reached by its address
+        predict_cube(cube, ckpt, tmp_path / "one.tif", scheduler=cluster.scheduler_address, **KW)
+        with distributed.Client(cluster) as client:
+            assert list(client.run(predict.loaded_model_count).values()) == [1]
     predict_cube(cube, ckpt, tmp_path / "two.tif", client=two_workers, **KW)
     loads = two_workers.run(predict.loaded_model_count)
     assert len(loads) == 2 and set(loads.values()) == {1}  # once per worker, not per task

@@ -372,7 +372,9 @@ class _MapWriter:
             self.prob.scales = [1.0 / PROB_SCALE] * k
             for i, name in enumerate(classes.names, start=1):
                 self.prob.set_band_description(i, f"P({name})")
-        self.pool = ThreadPoolExecutor(1, thread_name_prefix="senland-writer")
+        self.pool = ThreadPoolExecutor(
+            1, thread_name_prefix="senland-writer", initializer=_background_priority
+        )
         self.pending: deque[Future] = deque()
 
     def submit(self, row: int, codes: np.ndarray, probs: np.ndarray | None) -> None:
@@ -397,6 +399,14 @@ class _MapWriter:
                 self.prob.close()
 
 
+def _background_priority() -> None:
+    """Lower this thread's priority (Linux): I/O helpers yield the cores to the model."""
+    try:
+        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), 10)
+    except (AttributeError, OSError):  # not Linux, or not allowed: run as is
+        pass
+
+
 def _read_ahead(
     reader: CubeReader, batches: Sequence[Sequence[Window]], depth: int
 ) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray]]:
@@ -405,6 +415,7 @@ def _read_ahead(
     stop = threading.Event()
 
     def work() -> None:
+        _background_priority()
         try:
             for b in batches:
                 if stop.is_set():

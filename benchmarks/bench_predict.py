@@ -1,0 +1,201 @@
+"""Benchmark streaming prediction: km²/s end to end, pipeline efficiency, peak RSS at 1x / 16x.
+
+Usage::
+
+    python benchmarks/bench_predict.py [--size 512] [--window 256] [--overlap 32] [--out F.json]
+
+Each area runs in its own subprocess (so its peak RSS is its own). Inside one run the
+script (1) writes a synthetic 10-band cube of ``size`` x ``size`` (1x) or ``4 size`` x
+``4 size`` (16x) pixels at 10 m, (2) times the whole ``predict_cube`` call (read, blend,
+write GeoTIFF, COG with overviews) and (3) times the model alone on the same number of
+windows, already in memory, with the same batch size. Pipeline efficiency is end-to-end
+windows/s divided by model-only windows/s of the same run (1.0 = reading and writing cost
+nothing visible). The model is the shipped sample's architecture (``unet-resnet34-slim``,
+width 0.375), randomly initialised: the speed is that of the real one. Peak RSS is taken in a
+third process per area that runs ``predict_cube`` alone. Prints JSON naming the hardware
+(``senland_geo.hw.describe()``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+
+def _make_inputs(root: Path, size: int) -> tuple[Path, Path]:
+    import torch
+    import xarray as xr
+    from rasterio.transform import from_origin
+
+    from senland_geo import registry, store
+    from senland_geo.checkpoint import save_checkpoint
+    from senland_geo.classes import WORLDCOVER
+    from senland_geo.regions import S2_BANDS_10
+
+    rng = np.random.default_rng(0)
+    yy, xx = np.mgrid[0:size, 0:size]
+    field = np.sin(yy / 37.0) + np.cos(xx / 53.0) + 0.5 * np.sin((xx + yy) / 19.0)
+    cls = np.digitize(field, [-1.0, 0.0, 0.8])
+    sig = rng.uniform(500, 4000, size=(4, 10)).astype(np.float32)
+    data = np.empty((1, 10, size, size), np.uint16)
+    for b in range(10):
+        data[0, b] = np.clip(sig[cls, b] + rng.normal(0, 60, (size, size)), 1, 1e4)
+    da = xr.DataArray(
+        data,
+        dims=("time", "band", "y", "x"),
+        coords={
+            "time": np.array(["2021-06-01"], dtype="datetime64[ns]"),
+            "band": list(S2_BANDS_10),
+            "y": 5e6 - 10 * (np.arange(size) + 0.5),
+            "x": 4e5 + 10 * (np.arange(size) + 0.5),
+        },
+    )
+    da = da.rio.write_crs("EPSG:32628").rio.write_transform(from_origin(4e5, 5e6, 10, 10))
+    ds = store.cube_to_dataset(da, attrs={"items": ["synthetic"]})
+    ds.attrs["class_table"] = "esa-worldcover"
+    cube = store.write_cube(ds, root / "cube.zarr")
+    del data, ds, da
+    torch.manual_seed(0)
+    net = registry.load("models", "unet-resnet34-slim")(in_channels=10, num_classes=11)
+    meta = {
+        "model": "unet-resnet34-slim",
+        "model_options": {},
+        "bands": list(S2_BANDS_10),
+        "normalization": {"mean": [2000.0] * 10, "std": [900.0] * 10},
+        "classes": WORLDCOVER.to_dict(),
+        "temporal": False,
+    }
+    return cube, save_checkpoint(root / "model.pt", net, meta)
+
+
+def _model_only(predictor, reader, batches, n: int, batch_size: int) -> float:
+    sample = np.concatenate([reader.read(b)[0] for b in batches[:2]])
+    sample = np.concatenate([sample] * (-(-batch_size // len(sample))))[:batch_size]
+    t0 = time.perf_counter()
+    done = 0
+    while done < n:
+        predictor(sample[: min(batch_size, n - done)])
+        done += min(batch_size, n - done)
+    return time.perf_counter() - t0
+
+
+def child(root: Path, size: int, window: int, overlap: int, batch_size: int) -> dict:
+    """One area in this process: end-to-end and model-only timings, peak RSS."""
+    from senland_geo import hw
+    from senland_geo.predict import (
+        CubeReader,
+        build_predictor,
+        plan_batches,
+        predict_cube,
+    )
+
+    cube, ckpt = root / "cube.zarr", root / "model.pt"
+    # Warm-up (first-call allocations, oneDNN primitive creation) on a small read.
+    predictor = build_predictor(ckpt, batch_size)
+    reader = CubeReader(cube, list(range(10)), window, False)
+    batches = plan_batches(size, size, window, overlap, window)
+    x, _, d = reader.read(batches[0])
+    predictor(x[:1], d[:1])
+    n = len([w for b in batches for w in b])
+    model_seconds = _model_only(predictor, reader, batches, n, batch_size)
+    stats: dict = {}
+    predict_cube(
+        cube, ckpt, root / "map.tif", window=window, tile=window, overlap=overlap,
+        batch_size=batch_size, progress=False, stats=stats,
+    )  # fmt: skip
+    # Model only: the same number of windows, already in memory, same batch size; timed
+    # before and after the end-to-end run (the machine is shared: load drifts).
+    model_seconds += _model_only(predictor, reader, batches, stats["tiles"], batch_size)
+    model_seconds /= 2
+    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    e2e = n / stats["seconds"]
+    model = n / model_seconds
+    return {
+        "pixels": size * size,
+        "km2": round(stats["km2"], 3),
+        "windows": n,
+        "end_to_end_seconds": round(stats["seconds"], 2),
+        "km2_per_second": round(stats["km2"] / stats["seconds"], 4),
+        "end_to_end_windows_per_second": round(e2e, 3),
+        "model_only_windows_per_second": round(model, 3),
+        "model_seconds_inside_pipeline": round(stats["model_seconds"], 2),
+        "pipeline_efficiency": round(e2e / model, 3),
+        "peak_rss_mib_with_model_only_timing": round(rss / 1024, 1),
+        "hardware": hw.describe("cpu"),
+    }
+
+
+def main() -> None:
+    """Run the 1x and 16x areas in subprocesses and print one JSON document."""
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--size", type=int, default=512, help="side of the 1x area in pixels")
+    ap.add_argument("--window", type=int, default=256)
+    ap.add_argument("--overlap", type=int, default=32)
+    ap.add_argument("--batch-size", type=int, default=8)
+    ap.add_argument("--out", type=Path, default=None, help="also write the JSON here")
+    ap.add_argument("--child", type=int, default=None, help=argparse.SUPPRESS)
+    ap.add_argument("--root", type=Path, default=None, help=argparse.SUPPRESS)
+    ap.add_argument("--rss-only", action="store_true", help=argparse.SUPPRESS)
+    args = ap.parse_args()
+    if args.child is not None:
+        if args.rss_only:  # predict_cube alone: its peak RSS, nothing else in the process
+            from senland_geo.predict import predict_cube
+
+            predict_cube(
+                args.root / "cube.zarr", args.root / "model.pt", args.root / "rss.tif",
+                window=args.window, tile=args.window, overlap=args.overlap,
+                batch_size=args.batch_size, progress=False,
+            )  # fmt: skip
+            print(json.dumps(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss))
+            return
+        result = child(args.root, args.child, args.window, args.overlap, args.batch_size)
+        print(json.dumps(result))
+        return
+    runs = {}
+    for name, size in (("1x", args.size), ("16x", 4 * args.size)):
+        with tempfile.TemporaryDirectory(prefix="bench-predict-") as tmp:
+            _make_inputs(Path(tmp), size)  # here, so the child's peak RSS is prediction only
+            cmd = [sys.executable, __file__, "--child", str(size), "--root", tmp,
+                   "--window", str(args.window), "--overlap", str(args.overlap),
+                   "--batch-size", str(args.batch_size)]  # fmt: skip
+            proc = subprocess.run(cmd, capture_output=True, text=True, check=True)
+            runs[name] = json.loads(proc.stdout.strip().splitlines()[-1])
+            proc = subprocess.run([*cmd, "--rss-only"], capture_output=True, text=True, check=True)
+            rss = json.loads(proc.stdout.strip().splitlines()[-1])
+        runs[name]["peak_rss_mib_predict_only"] = round(rss / 1024, 1)
+    hardware = runs["1x"].pop("hardware")
+    runs["16x"].pop("hardware")
+    result = {
+        "benchmark": "senland-geo predict (streaming, in-process, reader thread + writer thread)",
+        "hardware": hardware,
+        "engine": hardware["engine"],
+        "model": "unet-resnet34-slim (width 0.375, 10 bands, 11 classes)",
+        "window": args.window,
+        "overlap": args.overlap,
+        "batch_size": args.batch_size,
+        "runs": runs,
+        "km2_per_second": runs["16x"]["km2_per_second"],
+        "pipeline_efficiency": runs["16x"]["pipeline_efficiency"],
+        "peak_rss_mib": {k: v["peak_rss_mib_predict_only"] for k, v in runs.items()},
+        "peak_rss_growth_16x": round(
+            runs["16x"]["peak_rss_mib_predict_only"] / runs["1x"]["peak_rss_mib_predict_only"] - 1,
+            3,
+        ),
+        "note": "2 shared vCPUs; other jobs were running, so absolute speeds are lower bounds",
+    }
+    text = json.dumps(result, indent=1)
+    print(text)
+    if args.out:
+        args.out.write_text(text + "\n")
+
+
+if __name__ == "__main__":
+    main()
