@@ -111,10 +111,28 @@ def range_server_session(senegal_data: SenegalData, saotome_tile_root: Path):
 
 @pytest.fixture
 def range_server(range_server_session):
-    """The Range file server with faults disarmed and the request log cleared."""
+    """The Range file server with faults disarmed, the request log and GDAL's cache cleared."""
+    clear_gdal_http_cache()
     range_server_session.faults.reset()
     yield range_server_session
     range_server_session.faults.reset()
+    clear_gdal_http_cache()
+
+
+def clear_gdal_http_cache() -> None:
+    """Forget what GDAL's /vsicurl/ cached, so each test's reads really reach the server.
+
+    rasterio does not expose ``VSICurlClearCache``; call it in the libgdal rasterio loaded.
+    """
+    import ctypes
+    import glob
+
+    import rasterio
+
+    libs = Path(rasterio.__file__).parent.parent / "rasterio.libs"
+    found = glob.glob(str(libs / "libgdal*.so*"))
+    if found:
+        ctypes.CDLL(found[0]).VSICurlClearCache()
 
 
 @pytest.fixture(scope="session")
