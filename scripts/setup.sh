@@ -24,7 +24,7 @@ stamp="$VENV/.senland-installed-$WITH_TEST"
 if [[ ! -f "$stamp" ]]; then
     echo "== building environment $VENV" >&2
     "$PYTHON" -m venv "$VENV"
-    "$VENV/bin/python" -m pip install -q --upgrade pip >&2
+    "$VENV/bin/python" -m pip install -q --upgrade pip "setuptools>=77" wheel >&2
     # CPU/CUDA torch wheels for Python 3.11 are served from this machine's disk; pin them
     # first so no other package pulls a different (multi-GB) build.
     "$VENV/bin/python" -m pip install -q "torch==2.14.1" "torchvision==0.29.1" >&2
