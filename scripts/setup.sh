@@ -19,7 +19,7 @@ hash_inputs=(pyproject.toml scripts/setup.sh)
 [[ -f plugins/senland-geo-jax/pyproject.toml ]] && hash_inputs+=(plugins/senland-geo-jax/pyproject.toml)
 key="$(cat "${hash_inputs[@]}" | sha256sum | cut -c1-12)"
 VENV="${SENLAND_VENV:-$HOME/.cache/senland-geo/venv-$key}"
-stamp="$VENV/.senland-installed-$WITH_TEST"
+stamp="$VENV/.senland-installed-$key-$WITH_TEST"
 
 if [[ ! -f "$stamp" ]]; then
     echo "== building environment $VENV" >&2

@@ -8,5 +8,6 @@ if [[ "$(id -u)" == "0" ]]; then
     scripts/install-test-services.sh >&2
 fi
 VENV="$(scripts/setup.sh --test | tail -n 1)"
+export PATH="$VENV/bin:$PATH"  # tests run the senland-geo console script too
 "$VENV/bin/ruff" check src tests scripts plugins
 exec "$VENV/bin/python" -m pytest tests plugins/senland-geo-jax/tests -p no:cacheprovider "$@"
