@@ -39,16 +39,21 @@ def save_checkpoint(
     return path
 
 
-def _read(path: Path) -> dict[str, Any]:
-    if not path.is_file():
-        raise UserError(f"checkpoint {path} not found; train one with 'senland-geo train'")
+def _safe_load(path: Path, fmt: str, what: str, not_ours: str) -> dict[str, Any]:
+    """``torch.load(weights_only=True)`` a dict and check its ``format`` tag."""
     try:
         data = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:
-        raise UserError(f"checkpoint {path} can't be read safely: {exc}") from None
-    if not isinstance(data, dict) or data.get("format") != FORMAT:
-        raise UserError(f"{path} is not a senland-geo checkpoint (format {FORMAT})")
+        raise UserError(f"{what} {path} can't be read safely: {exc}") from None
+    if not isinstance(data, dict) or data.get("format") != fmt:
+        raise UserError(f"{path} is not a senland-geo {what}{not_ours}")
     return data
+
+
+def _read(path: Path) -> dict[str, Any]:
+    if not path.is_file():
+        raise UserError(f"checkpoint {path} not found; train one with 'senland-geo train'")
+    return _safe_load(path, FORMAT, "checkpoint", f" (format {FORMAT})")
 
 
 def read_meta(path: str | Path) -> dict[str, Any]:
@@ -166,14 +171,9 @@ def load_training_state(path: str | Path) -> dict[str, Any]:
     Raises:
         UserError: The file can't be read safely or is not a training state.
     """
-    path = Path(path)
-    try:
-        data = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:
-        raise UserError(f"training state {path} can't be read safely: {exc}") from None
-    if not isinstance(data, dict) or data.get("format") != TRAINING_STATE_FORMAT:
-        raise UserError(f"{path} is not a senland-geo training state; delete it to start afresh")
-    return data
+    return _safe_load(
+        Path(path), TRAINING_STATE_FORMAT, "training state", "; delete it to start afresh"
+    )
 
 
 def file_sha256(path: str | Path) -> str:
