@@ -1,26 +1,37 @@
-"""Real-data evaluation helpers: a per-pixel random-forest baseline and the Slovenia scenes.
+"""Real-data evaluation: U-Nets against a per-pixel random forest on the same pixels.
 
-* :func:`random_forest_on_cube`: scikit-learn RandomForest trained on pixels of a run's
-  training boxes, scored on its test block (the same pixels the U-Net learned from and
-  is tested on).
-* :func:`load_slovenia` / :func:`evaluate_slovenia`: the eo-learn Slovenia sample (five
-  real L1C scenes, 13 bands, 101 x 100 px, LULC labels mapped onto WorldCover codes) with
-  a spatial holdout inside the 1 km tile; U-Nets on one scene, AgrUNet on the series, and
-  the forest on the same training pixels.
+Both real samples are small enough to hold in memory, so one in-memory path serves both:
+
+* :func:`load_cube_split`: a labelled cube (the embedded Brandenburg sample) read whole,
+  with the spatial split of :func:`senland_geo.train.validation_split` (east test block,
+  a validation block carved from the training side) as column slices.
+* :func:`load_slovenia`: the eo-learn Slovenia sample (five real L1C scenes, 13 bands,
+  101 x 100 px, LULC labels mapped onto WorldCover codes); :func:`column_split` gives the
+  same ``train | buffer | val | buffer | test`` layout inside the 1 km tile.
+* :func:`train_in_memory`: trains a registered model with the training engine
+  (:class:`senland_geo.train.Engine`) on random crops of the training columns, with a
+  class-balanced loss (:class:`BalancedLoss`) and class-balanced crop centres, early
+  stopping on the validation columns, and scores the test columns.
+* :func:`tune_forest`: a scikit-learn RandomForest on every labelled training pixel (band
+  values as features), its size tuned on the validation columns, scored on the test
+  columns: the same pixels the networks learn from and are tested on.
 """
 
 from __future__ import annotations
 
+import contextlib
 import time
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
+import torch.nn as nn
 
 from senland_geo.classes import IGNORE_INDEX, WORLDCOVER, ClassTable
+from senland_geo.errors import UserError
 from senland_geo.metrics import ConfusionMatrix
 
 #: Band order of the eo-learn sample (Sentinel-2 L1C, all 13 bands).
@@ -31,85 +42,77 @@ SLOVENIA_BANDS = [
 #: eo-learn LULC class -> ESA WorldCover code (0 = no data; 7 = "other" has no match).
 SLOVENIA_TO_WORLDCOVER = {1: 40, 2: 10, 3: 30, 4: 20, 5: 80, 6: 90, 8: 50, 9: 60, 10: 70}
 
-
-def random_forest(
-    x_train: np.ndarray,
-    y_train: np.ndarray,
-    *,
-    n_estimators: int = 100,
-    seed: int = 0,
-    n_jobs: int = 1,
-) -> Any:
-    """Fit a scikit-learn RandomForest on ``(N, F)`` pixel features and labels."""
-    from sklearn.ensemble import RandomForestClassifier
-
-    rf = RandomForestClassifier(
-        n_estimators=n_estimators, random_state=seed, n_jobs=n_jobs, min_samples_leaf=1
-    )
-    rf.fit(x_train, y_train)
-    return rf
+Columns = dict[str, slice]
 
 
-def _pixels(image: np.ndarray) -> np.ndarray:
-    """``(C, H, W)`` or ``(T, C, H, W)`` -> ``(H*W, features)``."""
-    x = image.reshape(-1, *image.shape[-2:])
-    return x.reshape(x.shape[0], -1).T
+# --- data --------------------------------------------------------------------------------
 
 
-def random_forest_on_cube(
+@dataclass
+class SceneData:
+    """An in-memory labelled image with a column split.
+
+    Attributes:
+        image: ``(C, H, W)`` float32, or ``(T, C, H, W)`` for a series.
+        labels: ``(H, W)`` int64 model indices (``IGNORE_INDEX`` for no label / nodata).
+        columns: ``train``, ``val`` and ``test`` column slices.
+        bands: Band names of ``C``.
+        classes: Class table of the indices.
+    """
+
+    image: np.ndarray
+    labels: np.ndarray
+    columns: Columns
+    bands: list[str]
+    classes: ClassTable = WORLDCOVER
+
+
+def load_cube_split(
     cube_path: str | Path,
-    train_boxes: Sequence[tuple[float, float, float, float]],
-    test_boxes: Sequence[tuple[float, float, float, float]],
     *,
-    max_pixels: int = 20_000,
-    seed: int = 0,
-    n_estimators: int = 100,
-) -> dict[str, Any]:
-    """RandomForest per pixel on a cube: train on the training boxes, score the test boxes.
+    holdout_fraction: float = 1 / 3,
+    val_fraction: float = 0.2,
+    buffer_px: int = 16,
+) -> SceneData:
+    """Read a labelled single-composite cube whole, with the east holdout of ``train.train``.
 
-    Args:
-        cube_path: Cube with labels.
-        train_boxes: Boxes the U-Net sampled its training patches from.
-        test_boxes: The holdout boxes.
-        max_pixels: Labelled training pixels drawn at random (seeded).
-        seed: Seed of the draw and of the forest.
-        n_estimators: Trees.
+    The split is :func:`senland_geo.train.validation_split` (side east), so the test block
+    is exactly the one ``senland-geo train`` holds out.
 
-    Returns:
-        Metrics like :meth:`ConfusionMatrix.compute` plus ``train_pixels`` and seconds.
+    Raises:
+        UserError: The cube holds a series (use a composite) or has no labels.
     """
     from senland_geo import store
-    from senland_geo.datasets import CubeDataset, CubeLabelDataset
-
-    ds = store.open_cube(cube_path)
-    classes = _table(ds.attrs.get("class_table", "esa-worldcover"))
-    dataset = CubeDataset(cube_path) & CubeLabelDataset(cube_path, classes)
-    t = dataset.bounds[2]
-
-    def read(box: tuple[float, ...]) -> tuple[np.ndarray, np.ndarray]:
-        s = dataset[slice(box[0], box[2]), slice(box[1], box[3]), t]
-        y = torch.where(s["valid"], s["mask"], IGNORE_INDEX).numpy().ravel()
-        return _pixels(s["image"].numpy()), y
-
-    xs, ys = zip(*(read(b) for b in train_boxes), strict=True)
-    x, y = np.concatenate(xs), np.concatenate(ys)
-    keep = np.flatnonzero(y != IGNORE_INDEX)
-    rng = np.random.default_rng(seed)
-    keep = rng.choice(keep, size=min(max_pixels, keep.size), replace=False)
-    t0 = time.perf_counter()
-    rf = random_forest(x[keep], y[keep], n_estimators=n_estimators, seed=seed)
-    fit_seconds = time.perf_counter() - t0
-    cm = ConfusionMatrix(len(classes))
-    for box in test_boxes:
-        xt, yt = read(box)
-        cm.update(torch.from_numpy(rf.predict(xt)), torch.from_numpy(yt))
-    return {**cm.compute(classes), "train_pixels": int(keep.size), "fit_seconds": fit_seconds}
-
-
-def _table(name: str) -> ClassTable:
     from senland_geo.classes import TABLES
+    from senland_geo.datasets import LabeledCubeDataset
+    from senland_geo.train import validation_split
 
-    return TABLES[name]
+    classes = TABLES[store.open_cube(cube_path).attrs.get("class_table", "esa-worldcover")]
+    dataset = LabeledCubeDataset(cube_path, classes)
+    if len(dataset.times) != 1:
+        raise UserError(
+            f"cube {cube_path} has {len(dataset.times)} dates; evaluate a single composite"
+        )
+    minx, miny, maxx, maxy = dataset.grid["bounds"]
+    sample = dataset[slice(minx, maxx), slice(miny, maxy), dataset.bounds[2]]
+    labels = torch.where(sample["valid"], sample["mask"], IGNORE_INDEX).numpy()
+    outer, inner = validation_split(
+        dataset.grid["bounds"],
+        dataset.grid["res"],
+        side="east",
+        holdout_fraction=holdout_fraction,
+        val_fraction=val_fraction,
+        buffer_px=buffer_px,
+    )
+    columns = {}
+    for part, boxes in (("train", inner.train), ("val", inner.test), ("test", outer.test)):
+        (box,) = boxes
+        rows, cols = dataset.window((slice(box[0], box[2]), slice(box[1], box[3]), slice(None)))
+        if (rows.start, rows.stop) != (0, labels.shape[0]):
+            raise UserError(f"the {part} block {box} does not span the cube's full height")
+        columns[part] = cols
+    image = sample["image"].numpy().astype(np.float32)
+    return SceneData(image, labels.astype(np.int64), columns, list(dataset.bands), classes)
 
 
 @dataclass
@@ -128,10 +131,18 @@ class SloveniaData:
 
 
 def load_slovenia(root: str | Path) -> SloveniaData:
-    """Read ``REFERENCE_SCENES.npy`` and ``LULC.npy`` and map labels to WorldCover."""
+    """Read ``REFERENCE_SCENES.npy`` and ``LULC.npy`` and map labels to WorldCover.
+
+    Raises:
+        UserError: ``root`` lacks the two files.
+    """
     root = Path(root)
-    scenes = np.load(root / "REFERENCE_SCENES.npy").astype(np.float32)  # (T, H, W, C)
-    lulc = np.load(root / "LULC.npy")[..., 0].astype(np.int64)
+    files = [root / "REFERENCE_SCENES.npy", root / "LULC.npy"]
+    missing = [f.name for f in files if not f.is_file()]
+    if missing:
+        raise UserError(f"{root} lacks {missing}; point it at the eo-learn Slovenia sample")
+    scenes = np.load(files[0]).astype(np.float32)  # (T, H, W, C)
+    lulc = np.load(files[1])[..., 0].astype(np.int64)
     lut = WORLDCOVER.code_to_index_lut()
     codes = np.zeros_like(lulc)
     for src, dst in SLOVENIA_TO_WORLDCOVER.items():
@@ -142,11 +153,20 @@ def load_slovenia(root: str | Path) -> SloveniaData:
 
 def column_split(
     width: int, *, test_fraction: float = 1 / 3, val_fraction: float = 0.2, buffer_px: int = 3
-) -> dict[str, slice]:
-    """East holdout inside a small tile: ``train | buffer | val | buffer | test`` columns."""
+) -> Columns:
+    """East holdout inside a small tile: ``train | buffer | val | buffer | test`` columns.
+
+    Raises:
+        UserError: The tile is too narrow for the fractions and buffers.
+    """
     test0 = width - round(width * test_fraction)
     side = test0 - buffer_px
     val0 = side - round(side * val_fraction)
+    if val0 - buffer_px < 1 or val0 >= side or test0 >= width:
+        raise UserError(
+            f"a {width} px wide tile leaves no room for train/val/test with a {buffer_px} px "
+            "buffer; use a smaller buffer or other fractions"
+        )
     return {
         "train": slice(0, val0 - buffer_px),
         "val": slice(val0, side),
@@ -154,134 +174,359 @@ def column_split(
     }
 
 
-def _random_crops(
-    x: torch.Tensor, y: torch.Tensor, size: int, n: int, generator: torch.Generator
-) -> tuple[torch.Tensor, torch.Tensor]:
-    rows, cols = y.shape
-    r = torch.randint(0, rows - size + 1, (n,), generator=generator).tolist()
-    c = torch.randint(0, cols - size + 1, (n,), generator=generator).tolist()
-    xs = torch.stack([x[..., i : i + size, j : j + size] for i, j in zip(r, c, strict=True)])
-    ys = torch.stack([y[i : i + size, j : j + size] for i, j in zip(r, c, strict=True)])
-    return xs, ys
-
-
-def train_in_memory(
-    model_name: str,
-    image: np.ndarray,
-    labels: np.ndarray,
-    columns: dict[str, slice],
-    *,
-    model_options: dict[str, Any] | None = None,
-    epochs: int = 30,
-    steps_per_epoch: int = 8,
-    batch_size: int = 8,
-    patch_size: int = 32,
-    lr: float = 2e-3,
-    patience: int = 10,
-    seed: int = 0,
-    precision: str = "fp32",
-    classes: ClassTable = WORLDCOVER,
-) -> dict[str, Any]:
-    """Train a registered model on an in-memory image with the column split.
-
-    Args:
-        model_name: Model plugin.
-        image: ``(C, H, W)`` (single scene) or ``(T, C, H, W)`` (series, temporal models).
-        labels: ``(H, W)`` model indices.
-        columns: ``train``/``val``/``test`` column slices (:func:`column_split`).
-        model_options: Builder options.
-        epochs: Maximum epochs.
-        steps_per_epoch: Optimiser steps per epoch.
-        batch_size: Patches per step.
-        patch_size: Patch side.
-        lr: Peak learning rate.
-        patience: Early-stopping patience on validation macro Dice.
-        seed: Seed.
-        precision: ``fp32`` or ``bf16``.
-        classes: Class table.
-
-    Returns:
-        Test metrics with ``validation``, ``history`` and timing.
-    """
-    from senland_geo import registry
-    from senland_geo.train import Engine, Normalize, TrainConfig, flip_rotate, predict_array
-
-    torch.manual_seed(seed)
-    x = torch.from_numpy(image)
-    y = torch.from_numpy(labels)
-    train_x, train_y = x[..., columns["train"]], y[:, columns["train"]]
-    flat = train_x.reshape(-1, *train_x.shape[-3:]).transpose(0, 1).reshape(train_x.shape[-3], -1)
-    normalize = Normalize(flat.mean(1).tolist(), flat.std(1).clamp_min(1e-6).tolist())
-    xn = normalize(x)
-    channels = image.shape[-3]
-    model = registry.load("models", model_name)(
-        in_channels=channels, num_classes=len(classes), **(model_options or {})
-    )
-    config = TrainConfig(
-        model=model_name, epochs=epochs, batch_size=batch_size, lr=lr, patience=patience,
-        seed=seed, precision=precision, patches_per_epoch=steps_per_epoch * batch_size,
-    )  # fmt: skip
-
-    def autocast() -> Any:
-        import contextlib
-
-        if precision == "bf16":
-            return torch.autocast("cpu", dtype=torch.bfloat16)
-        return contextlib.nullcontext()
-
-    engine = Engine(model, config, steps_per_epoch=steps_per_epoch, autocast=autocast)
-    train_xn = xn[..., columns["train"]]
-
-    def batches(epoch: int):
-        g = torch.Generator().manual_seed(seed * 1009 + epoch)
-        for _ in range(steps_per_epoch):
-            bx, by = _random_crops(train_xn, train_y, patch_size, batch_size, g)
-            yield flip_rotate(bx, by)
-
-    def score(part: str) -> dict[str, Any]:
-        pred = predict_array(model, xn[..., columns[part]], tile=128, autocast=autocast())
-        cm = ConfusionMatrix(len(classes))
-        cm.update(pred, y[:, columns[part]])
-        return cm.compute(classes)
-
-    t0 = time.perf_counter()
-    state = engine.fit(batches, lambda: score("val"))
-    seconds = time.perf_counter() - t0
-    metrics = score("test")
-    metrics.update(
-        validation={k: state["best_val"][k] for k in ("miou", "macro_dice")},
-        best_epoch=state["best_epoch"],
-        epochs_run=state["epoch"] + 1,
-        seconds=round(seconds, 1),
-        parameters=sum(p.numel() for p in model.parameters()),
-    )
-    return metrics
-
-
-def random_forest_in_memory(
-    image: np.ndarray,
-    labels: np.ndarray,
-    columns: dict[str, slice],
-    *,
-    seed: int = 0,
-    n_estimators: int = 100,
-    classes: ClassTable = WORLDCOVER,
-) -> dict[str, Any]:
-    """Per-pixel forest on every labelled training-column pixel, scored on the test columns."""
-    x_train = _pixels(image[..., columns["train"]])
-    y_train = labels[:, columns["train"]].ravel()
-    keep = y_train != IGNORE_INDEX
-    rf = random_forest(x_train[keep], y_train[keep], n_estimators=n_estimators, seed=seed)
-    pred = rf.predict(_pixels(image[..., columns["test"]]))
-    cm = ConfusionMatrix(len(classes))
-    cm.update(torch.from_numpy(pred), torch.from_numpy(labels[:, columns["test"]].ravel()))
-    return {**cm.compute(classes), "train_pixels": int(keep.sum())}
-
-
 def clearest_scene(scenes: np.ndarray, bands: list[str]) -> int:
     """Index of the scene with the darkest median blue (B02): least haze or cloud."""
     blue = scenes[:, bands.index("B02")]
     return int(np.argmin(np.median(blue.reshape(blue.shape[0], -1), axis=1)))
+
+
+# --- the random-forest baseline ----------------------------------------------------------
+
+
+def _pixels(image: np.ndarray) -> np.ndarray:
+    """``(C, H, W)`` or ``(T, C, H, W)`` -> ``(H*W, features)``."""
+    x = image.reshape(-1, *image.shape[-2:])
+    return x.reshape(x.shape[0], -1).T
+
+
+def _confusion(pred: np.ndarray, truth: np.ndarray, classes: ClassTable) -> dict[str, Any]:
+    cm = ConfusionMatrix(len(classes))
+    cm.update(torch.as_tensor(pred).reshape(-1), torch.as_tensor(truth).reshape(-1))
+    return cm.compute(classes)
+
+
+def training_pixels(
+    images: Sequence[np.ndarray], labels: np.ndarray, columns: Columns
+) -> tuple[np.ndarray, np.ndarray]:
+    """Features and labels of every labelled training-column pixel of each image.
+
+    Several images (e.g. the five Slovenian dates of one tile) give one sample per pixel
+    and image, the same pixels the single-scene U-Net sees as augmentation.
+    """
+    y = labels[:, columns["train"]].ravel()
+    keep = y != IGNORE_INDEX
+    xs = [_pixels(image[..., columns["train"]])[keep] for image in images]
+    return np.concatenate(xs), np.tile(y[keep], len(images))
+
+
+#: Forest sizes tried on the validation columns (trees, max depth, min samples per leaf).
+FOREST_GRID: tuple[tuple[int, int | None, int], ...] = (
+    (200, None, 1),
+    (200, 20, 1),
+    (200, 12, 1),
+    (200, None, 5),
+)
+
+
+def tune_forest(
+    data: SceneData,
+    *,
+    train_images: Sequence[np.ndarray] | None = None,
+    grid: Sequence[tuple[int, int | None, int]] = FOREST_GRID,
+    class_weights: Sequence[str | None] = (None, "balanced_subsample"),
+    max_pixels: int | None = 60_000,
+    seed: int = 0,
+    n_jobs: int = 1,
+) -> dict[str, Any]:
+    """RandomForest on the training pixels, chosen on validation mIoU, scored on the test.
+
+    Args:
+        data: Image, labels and columns (``data.image`` is scored on val and test).
+        train_images: Images whose training pixels the forest learns from (default
+            ``[data.image]``); all must share ``data.image``'s feature layout.
+        grid: ``(n_estimators, max_depth, min_samples_leaf)`` settings tried.
+        class_weights: scikit-learn ``class_weight`` values tried with each setting.
+        max_pixels: Random draw (seeded) of at most this many training pixels.
+        seed: Seed of the draw and of the forests.
+        n_jobs: Threads for fitting.
+
+    Returns:
+        Test metrics like :meth:`ConfusionMatrix.compute` with ``chosen`` (the setting),
+        ``validation`` (its validation metrics), ``trials`` and ``train_pixels``.
+    """
+    from sklearn.ensemble import RandomForestClassifier
+
+    x, y = training_pixels(train_images or [data.image], data.labels, data.columns)
+    if max_pixels is not None and y.size > max_pixels:
+        pick = np.random.default_rng(seed).choice(y.size, size=max_pixels, replace=False)
+        x, y = x[pick], y[pick]
+    features = {p: _pixels(data.image[..., data.columns[p]]) for p in ("val", "test")}
+    truth = {p: data.labels[:, data.columns[p]] for p in ("val", "test")}
+    best: tuple[float, Any, dict[str, Any]] | None = None
+    trials = []
+    t0 = time.perf_counter()
+    for n_estimators, max_depth, min_leaf in grid:
+        for weight in class_weights:
+            setting = {
+                "n_estimators": n_estimators,
+                "max_depth": max_depth,
+                "min_samples_leaf": min_leaf,
+                "class_weight": weight,
+            }
+            rf = RandomForestClassifier(**setting, random_state=seed, n_jobs=n_jobs).fit(x, y)
+            val = _confusion(rf.predict(features["val"]), truth["val"], data.classes)
+            trials.append({**setting, "val_miou": round(val["miou"], 4)})
+            if best is None or val["miou"] > best[0]:
+                best = (val["miou"], rf, {"setting": setting, "validation": val})
+    assert best is not None
+    _, rf, chosen = best
+    metrics = _confusion(rf.predict(features["test"]), truth["test"], data.classes)
+    metrics.update(
+        chosen=chosen["setting"],
+        validation={k: chosen["validation"][k] for k in ("miou", "macro_dice")},
+        trials=trials,
+        train_pixels=int(y.size),
+        seconds=round(time.perf_counter() - t0, 1),
+    )
+    return metrics
+
+
+# --- U-Nets in memory ----------------------------------------------------------------------
+
+
+def class_weights(labels: np.ndarray, num_classes: int, power: float = 0.5) -> torch.Tensor:
+    """Per-class loss weights ``frequency ** -power``, mean 1 over the classes present.
+
+    Classes absent from ``labels`` get weight 1 (they never occur as targets).
+    """
+    counts = np.bincount(labels[labels != IGNORE_INDEX].ravel(), minlength=num_classes)
+    present = counts > 0
+    weights = np.ones(num_classes)
+    if present.any():
+        w = (counts[present] / counts.sum()) ** -power
+        weights[present] = w / w.mean()
+    return torch.tensor(weights, dtype=torch.float32)
+
+
+class BalancedLoss(nn.Module):
+    """Class-weighted cross-entropy + multiclass Dice, both ignoring unlabelled pixels.
+
+    Args:
+        weights: ``(K,)`` cross-entropy weight of each class (:func:`class_weights`).
+        dice_weight: Weight of the Dice term.
+    """
+
+    def __init__(self, weights: torch.Tensor, dice_weight: float = 1.0) -> None:
+        super().__init__()
+        import segmentation_models_pytorch as smp
+
+        self.ce = nn.CrossEntropyLoss(weight=weights, ignore_index=IGNORE_INDEX)
+        self.dice = smp.losses.DiceLoss(mode="multiclass", ignore_index=IGNORE_INDEX)
+        self.dice_weight = dice_weight
+
+    def forward(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        """Return the loss of ``logits`` (B, K, H, W) against ``target`` (B, H, W)."""
+        if not (target != IGNORE_INDEX).any():
+            return logits.sum() * 0.0
+        return self.ce(logits, target) + self.dice_weight * self.dice(logits, target)
+
+
+class FlipAverage(nn.Module):
+    """Test-time augmentation: mean softmax over the four flips of the input."""
+
+    def __init__(self, model: nn.Module) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Return averaged class probabilities ``(B, K, H, W)``."""
+        total = 0
+        for dims in ((), (-1,), (-2,), (-2, -1)):
+            xi = x.flip(dims) if dims else x
+            out = self.model(xi)
+            out = out[0] if isinstance(out, list | tuple) else out
+            prob = out.float().softmax(1)
+            total = total + (prob.flip(dims) if dims else prob)
+        return total / 4
+
+
+class CropSampler:
+    """Random training crops, part of them centred on class-balanced labelled pixels.
+
+    Args:
+        labels: ``(H, W)`` training labels (``IGNORE_INDEX`` where none).
+        size: Crop side.
+        balanced: Share of crops that contain a pixel drawn class-uniformly (first a
+            class present in ``labels``, then one of its pixels); the rest are uniform.
+
+    Raises:
+        UserError: The training area is smaller than ``size``.
+    """
+
+    def __init__(self, labels: np.ndarray, size: int, balanced: float) -> None:
+        rows, cols = labels.shape
+        if rows < size or cols < size:
+            raise UserError(
+                f"training area {rows}x{cols} px is smaller than the {size} px crops; "
+                "use a smaller patch size"
+            )
+        self.shape = (rows, cols)
+        self.size = size
+        self.balanced = balanced
+        flat = labels.ravel()
+        self.pixels = [np.flatnonzero(flat == k) for k in np.unique(flat[flat != IGNORE_INDEX])]
+
+    def origins(self, n: int, generator: torch.Generator) -> list[tuple[int, int]]:
+        """``n`` crop origins ``(row, col)``."""
+        rows, cols = self.shape
+        s = self.size
+        out = []
+        for _ in range(n):
+            u = float(torch.rand((), generator=generator))
+            if self.pixels and u < self.balanced:
+                k = int(torch.randint(len(self.pixels), (), generator=generator))
+                pix = self.pixels[k]
+                r, c = divmod(int(pix[int(torch.randint(pix.size, (), generator=generator))]), cols)
+                dr, dc = torch.randint(s, (2,), generator=generator).tolist()
+                r0, c0 = min(max(r - dr, 0), rows - s), min(max(c - dc, 0), cols - s)
+            else:
+                r0 = int(torch.randint(rows - s + 1, (), generator=generator))
+                c0 = int(torch.randint(cols - s + 1, (), generator=generator))
+            out.append((r0, c0))
+        return out
+
+
+@dataclass
+class Recipe:
+    """How a network is trained in memory (the defaults are the tuned evaluation recipe).
+
+    Attributes:
+        epochs: Maximum epochs.
+        steps_per_epoch: Optimiser steps per epoch.
+        batch_size: Crops per step.
+        patch_size: Crop side (a multiple of 32 for the U-Nets).
+        lr: Peak AdamW learning rate (one-cycle schedule of the engine).
+        weight_decay: AdamW weight decay.
+        patience: Early-stopping patience on validation macro Dice.
+        class_weight_power: Cross-entropy class weights ``frequency ** -power`` (0: none).
+        balanced_crops: Share of crops centred on class-balanced pixels.
+        flip_tta: Average the four flips at test time.
+        eval_tile: Tile side of whole-block prediction.
+        seed: Seed of initialisation, crops and augmentation.
+        precision: ``fp32`` or ``bf16``.
+        model_options: Builder options of the model.
+    """
+
+    epochs: int = 30
+    steps_per_epoch: int = 16
+    batch_size: int = 16
+    patch_size: int = 64
+    lr: float = 2e-3
+    weight_decay: float = 1e-4
+    patience: int = 12
+    class_weight_power: float = 0.5
+    balanced_crops: float = 0.5
+    flip_tta: bool = True
+    eval_tile: int = 512
+    seed: int = 0
+    precision: str = "bf16"
+    model_options: dict[str, Any] = field(default_factory=dict)
+
+
+def _autocast(precision: str) -> Any:
+    if precision == "bf16":
+        return torch.autocast("cpu", dtype=torch.bfloat16)
+    if precision != "fp32":
+        raise UserError(f"precision {precision!r} is not supported here; use fp32 or bf16")
+    return contextlib.nullcontext()
+
+
+def _normalizer(images: Sequence[np.ndarray], columns: Columns) -> Any:
+    """Per-band mean/std over the observed (not all-zero) training pixels of ``images``."""
+    from senland_geo.train import Normalize
+
+    channels = images[0].shape[-3]
+    x = np.concatenate(
+        [np.moveaxis(im[..., columns["train"]], -3, -1).reshape(-1, channels) for im in images]
+    )
+    x = x[(x != 0).any(axis=1)]
+    return Normalize(x.mean(0).tolist(), np.maximum(x.std(0), 1e-6).tolist())
+
+
+def train_in_memory(
+    model_name: str,
+    data: SceneData,
+    recipe: Recipe | None = None,
+    *,
+    extra_images: Sequence[np.ndarray] = (),
+) -> dict[str, Any]:
+    """Train a registered model on the training columns; early-stop on val; score test.
+
+    Args:
+        model_name: Model plugin (a temporal model takes a ``(T, C, H, W)`` image).
+        data: Image, labels and columns.
+        recipe: Training settings (default :class:`Recipe`).
+        extra_images: More images of the same place and labels (e.g. other dates of a
+            tile), drawn as training crops alongside ``data.image`` (augmentation); only
+            their training columns are read.
+
+    Returns:
+        Test metrics (:meth:`ConfusionMatrix.compute`) with ``validation``,
+        ``best_epoch``, ``epochs_run``, ``history``, ``seconds`` and ``parameters``.
+    """
+    from senland_geo import registry
+    from senland_geo.train import Engine, TrainConfig, flip_rotate, predict_array
+
+    r = recipe or Recipe()
+    torch.manual_seed(r.seed)
+    images = [data.image, *extra_images]
+    normalize = _normalizer(images, data.columns)
+    train_cols = data.columns["train"]
+    train_x = [normalize(torch.from_numpy(im[..., train_cols])) for im in images]
+    train_y = torch.from_numpy(data.labels[:, train_cols])
+    channels = data.image.shape[-3]
+    classes = data.classes
+    model = registry.load("models", model_name)(
+        in_channels=channels, num_classes=len(classes), **r.model_options
+    )
+    config = TrainConfig(
+        model=model_name, epochs=r.epochs, batch_size=r.batch_size, lr=r.lr,
+        weight_decay=r.weight_decay, patience=r.patience, seed=r.seed, precision=r.precision,
+        patches_per_epoch=r.steps_per_epoch * r.batch_size, patch_size=r.patch_size,
+    )  # fmt: skip
+    weights = class_weights(train_y.numpy(), len(classes), r.class_weight_power)
+    engine = Engine(
+        model,
+        config,
+        steps_per_epoch=r.steps_per_epoch,
+        autocast=lambda: _autocast(r.precision),
+        loss_fn=BalancedLoss(weights),
+    )
+    sampler = CropSampler(train_y.numpy(), r.patch_size, r.balanced_crops)
+    s = r.patch_size
+
+    def batches(epoch: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        g = torch.Generator().manual_seed(r.seed * 1009 + epoch)
+        for _ in range(r.steps_per_epoch):
+            which = torch.randint(len(train_x), (r.batch_size,), generator=g).tolist()
+            origins = sampler.origins(r.batch_size, g)
+            pairs = zip(which, origins, strict=True)
+            bx = torch.stack([train_x[i][..., a : a + s, b : b + s] for i, (a, b) in pairs])
+            by = torch.stack([train_y[a : a + s, b : b + s] for a, b in origins])
+            yield flip_rotate(bx, by)
+
+    def score(part: str, tta: bool = False) -> dict[str, Any]:
+        cols = data.columns[part]
+        x = normalize(torch.from_numpy(data.image[..., cols]))
+        net = FlipAverage(model) if tta else model
+        pred = predict_array(net, x, tile=r.eval_tile, autocast=_autocast(r.precision))
+        return _confusion(pred.numpy(), data.labels[:, cols], classes)
+
+    t0 = time.perf_counter()
+    state = engine.fit(batches, lambda: score("val"))
+    seconds = time.perf_counter() - t0
+    metrics = score("test", tta=r.flip_tta)
+    validation = score("val", tta=r.flip_tta) if r.flip_tta else state["best_val"]
+    metrics.update(
+        validation={k: validation[k] for k in ("miou", "macro_dice")},
+        best_epoch=state["best_epoch"],
+        epochs_run=state["epoch"] + 1,
+        history=state["history"],
+        seconds=round(seconds, 1),
+        images_per_second=round(engine.images_seen / max(engine.train_seconds, 1e-9), 1),
+        parameters=sum(p.numel() for p in model.parameters()),
+    )
+    return metrics
 
 
 def summary(metrics: dict[str, Any]) -> dict[str, Any]:
