@@ -247,12 +247,17 @@ def child_stack(info: dict[str, Any], threads: int) -> dict[str, Any]:
     rss_imports = vm_hwm_mib()
     region = _region(info)
     with dask.config.set(scheduler="threads", num_workers=threads):
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         items = stac.search(region)
         stacked = cube.stack(items, region, [*region.bands, "SCL"], chunksize=WINDOW)
         da.store(stacked.data, _NullTarget(), lock=False)
-        seconds = time.perf_counter() - t0
-    return {"seconds": seconds, "rss_after_imports_mib": rss_imports, "peak_rss_mib": vm_hwm_mib()}
+        seconds, cpu = time.perf_counter() - t0, time.process_time() - c0
+    return {
+        "seconds": seconds,
+        "cpu_seconds": cpu,
+        "rss_after_imports_mib": rss_imports,
+        "peak_rss_mib": vm_hwm_mib(),
+    }
 
 
 def child_build(info: dict[str, Any], out: Path, threads: int, composite: str) -> dict[str, Any]:
@@ -269,7 +274,7 @@ def child_build(info: dict[str, Any], out: Path, threads: int, composite: str) -
     rss_imports = vm_hwm_mib()
     report: list[store.WriteReport] = []
     with dask.config.set(num_workers=threads):
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         build_region_cube(
             _region(info),
             out,
@@ -278,9 +283,10 @@ def child_build(info: dict[str, Any], out: Path, threads: int, composite: str) -
             scheduler="threads",
             report=report,
         )
-        seconds = time.perf_counter() - t0
+        seconds, cpu = time.perf_counter() - t0, time.process_time() - c0
     return {
         "seconds": seconds,
+        "cpu_seconds": cpu,
         "write_seconds": report[0].seconds,
         "blocks": report[0].blocks,
         "rss_after_imports_mib": rss_imports,
@@ -334,16 +340,17 @@ def child_raw(info: dict[str, Any], threads: int) -> dict[str, Any]:
             factor = round(a["proj:transform"][0] / 10)
             jobs.append((f["id"], k, a["href"], factor))
     with rasterio.Env(GDAL_DISABLE_READDIR_ON_OPEN="EMPTY_DIR"):
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         with ThreadPoolExecutor(threads) as pool:
             results = list(pool.map(lambda j: read_file(j[2], j[3]), jobs))
-        seconds = time.perf_counter() - t0
+        seconds, cpu = time.perf_counter() - t0, time.process_time() - c0
     sums: dict[str, list[int]] = {}
     for (item_id, key, _h, _f), (total, _n) in zip(jobs, results, strict=True):
         if key != "scl":
             sums.setdefault(item_id, []).append(total)
     return {
         "seconds": seconds,
+        "cpu_seconds": cpu,
         "bytes": sum(n for _t, n in results),
         "sums": [sums[f["id"]] for f in features],
         "rss_after_imports_mib": rss_imports,
@@ -500,6 +507,15 @@ def summarise(
             "build_mb_s_runs": [round(v, 2) for v in build_mbs],
             "build_write_seconds": [round(r["write_seconds"], 3) for r in runs[key]["build"]],
             "build_seconds": [round(r["seconds"], 3) for r in runs[key]["build"]],
+            "build_cpu_seconds": [round(r["cpu_seconds"], 3) for r in runs[key]["build"]],
+            "raw_cpu_seconds": [round(r["cpu_seconds"], 3) for r in runs[key]["raw"]],
+            "stack_only_cpu_seconds": [round(r["cpu_seconds"], 3) for r in runs[key]["stack"]],
+            # CPU time is what a busy machine distorts least: raw CPU / build CPU estimates
+            # the throughput ratio on a quiet machine with as many cores as threads.
+            "cpu_ratio_raw_over_build": _finite_ratio(
+                min(r["cpu_seconds"] for r in runs[key]["raw"]),
+                min(r["cpu_seconds"] for r in runs[key]["build"]),
+            ),
             "raw_seconds": [round(r["seconds"], 3) for r in runs[key]["raw"]],
             "peak_rss_build_mib": round(max(r["peak_rss_mib"] for r in runs[key]["build"]), 1),
             "peak_rss_raw_mib": round(max(r["peak_rss_mib"] for r in runs[key]["raw"]), 1),

@@ -77,15 +77,18 @@ def build_region_cube(
     bands = list(region.bands) + (["SCL"] if has_scl else [])
     chunksize = chunksize or cube.chunksize_for(len(items), len(bands), maximum=512)
     with dask_scheduler(scheduler):
-        stacked = cube.select_season(cube.stack(items, region, bands, chunksize=chunksize), season)
+
+        def stacked(names: list[str]) -> xr.DataArray:
+            return cube.select_season(cube.stack(items, region, names, chunksize=chunksize), season)
+
         if has_scl:
-            _check_not_all_cloudy(stacked, region, catalog)
+            _check_not_all_cloudy(stacked(["SCL"]), region)
         if composite == "median":
-            result = cube.composite_median(stacked)
+            result = cube.composite_median(stacked(bands))
         elif composite == "monthly":
-            result = cube.composite_monthly(stacked)
-        else:
-            result = stacked.drop_sel(band="SCL") if has_scl else stacked
+            result = cube.composite_monthly(stacked(bands))
+        else:  # the scenes as they are: SCL is not stored, so it is not read
+            result = stacked(list(region.bands))
         grid = store.grid_of(result)
         label_array = labels.labels_for_grid(region.labels, grid, items, tile_root=label_tile_root)
         label_da = None
@@ -136,14 +139,40 @@ def build_region_cube(
         )
 
 
-def _check_not_all_cloudy(stacked: xr.DataArray, region: Region, catalog: str | None) -> None:
-    """Raise if no pixel of any scene is clear (reads only the SCL band)."""
-    scl = stacked.sel(band="SCL")
-    clear = ~scl.isin(list(cube.SCL_INVALID))
-    fraction = float(clear.mean().compute())
-    if fraction == 0.0:
-        raise UserError(
-            f"every scene of region {region.name!r} is cloud, shadow, cirrus, snow or no data "
-            f"in {region.datetime} ({stacked.sizes['time']} scenes, SCL checked); widen the "
-            "dates, the --season or the bbox, or choose another --catalog"
-        )
+def _check_not_all_cloudy(scl: xr.DataArray, region: Region) -> None:
+    """Raise if no pixel of any scene is clear.
+
+    Reads the SCL cube ``(time, 1, y, x)`` a few chunks at a time and stops at the first
+    chunk with a clear pixel (usually the first), so the check costs a chunk or two of SCL
+    rather than a second read of the whole band. The outcome is that of checking every
+    pixel: the error needs every chunk to be read and found without a clear pixel.
+
+    Raises:
+        UserError: No clear pixel, or the SCL imagery could not be read.
+    """
+    import dask
+    import dask.array as da
+    import numpy as np
+
+    data = scl.data
+    if not isinstance(data, da.Array):
+        data = da.from_array(np.asarray(data))
+    blocks = list(np.ndindex(*data.numblocks))
+    step = max(2, store._worker_threads())
+    invalid = list(cube.SCL_INVALID)
+    for start in range(0, len(blocks), step):
+        flags = [(~da.isin(data.blocks[b], invalid)).any() for b in blocks[start : start + step]]
+        try:
+            found = dask.compute(*flags, scheduler=store.in_process_scheduler())
+        except Exception as exc:
+            translated = store._translate_read_error(exc)
+            if translated is None:
+                raise
+            raise translated from exc
+        if any(found):
+            return
+    raise UserError(
+        f"every scene of region {region.name!r} is cloud, shadow, cirrus, snow or no data "
+        f"in {region.datetime} ({scl.sizes['time']} scenes, SCL checked); widen the "
+        "dates, the --season or the bbox, or choose another --catalog"
+    )

@@ -15,6 +15,7 @@ import stackstac
 import xarray as xr
 from rasterio.enums import Resampling
 
+from senland_geo import aligned_read
 from senland_geo.errors import UserError
 from senland_geo.regions import Region
 
@@ -62,8 +63,16 @@ def stack(
     *,
     bounds: tuple[float, float, float, float] | None = None,
     chunksize: int = 512,
+    direct: bool = True,
 ) -> xr.DataArray:
     """Stack items into a lazy uint16 cube on the region's grid.
+
+    When every asset is already on the output grid (same CRS, pixel a whole multiple of
+    the output pixel, origin on an output pixel corner), the pixels are read by
+    :mod:`senland_geo.aligned_read`: one task per spatial chunk reads every date and band
+    (dask chunks ``(time, band, chunksize, chunksize)``). Otherwise stackstac reads them
+    (chunks ``(1, 1, chunksize, chunksize)``). Both give the same values, coordinates and
+    dtype.
 
     Args:
         items: Normalised items (Sentinel-2 band names as asset keys).
@@ -71,6 +80,7 @@ def stack(
         bands: Band names to stack, e.g. ``("B02", ..., "SCL")``.
         bounds: Override of the output bounds in ``region.epsg``.
         chunksize: Spatial dask chunk size in pixels.
+        direct: Use the direct reads when the grid allows (False: always stackstac).
 
     Returns:
         A dask-backed DataArray ``(time, band, y, x)``, 0 where there is no data.
@@ -88,6 +98,7 @@ def stack(
     bounds = bounds or region.output_bounds()
     # Plain dicts: pystac's to_dict() would try to resolve root links over the network.
     plain = [item.to_dict(include_self_link=False, transform_hrefs=False) for item in items]
+    gdal_env = stackstac.DEFAULT_GDAL_ENV.updated(always=GDAL_ENV)
     cube = stackstac.stack(
         plain,
         assets=list(bands),
@@ -101,7 +112,7 @@ def stack(
         chunksize=(1, 1, chunksize, chunksize),
         sortby_date="asc",
         xy_coords="center",
-        gdal_env=stackstac.DEFAULT_GDAL_ENV.updated(always=GDAL_ENV),
+        gdal_env=gdal_env,
     )
     expected = (
         round((bounds[3] - bounds[1]) / region.resolution),
@@ -109,6 +120,17 @@ def stack(
     )
     if tuple(cube.shape[2:]) != expected:  # stackstac may silently guess a grid
         raise RuntimeError(f"stackstac built grid {cube.shape[2:]}, expected {expected}")
+    if direct:
+        plan = aligned_read.plan_aligned(
+            sorted(plain, key=lambda item: item["properties"].get("datetime", "") or ""),
+            list(bands),
+            epsg=region.epsg,
+            resolution=region.resolution,
+            bounds=bounds,
+            gdal_env=gdal_env,
+        )
+        if plan is not None and plan.urls.shape == cube.shape[:2]:
+            cube = cube.copy(data=aligned_read.aligned_array(plan, chunksize))
     return _clean(cube, region.epsg)
 
 

@@ -12,6 +12,7 @@ import hashlib
 import json
 import os
 import shutil
+import sys
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -21,10 +22,30 @@ from typing import Any
 import numpy as np
 import rioxarray  # noqa: F401
 import xarray as xr
+import zarr
+from zarr.codecs import BloscCodec, ZstdCodec
 
 from senland_geo.errors import UserError
 
 COMPLETE_ATTR = "senland_geo_complete"
+
+#: Compression of the tiled variables (reflectance, labels), by name. ``lz4`` (the
+#: default) is Blosc LZ4 at level 5 with byte shuffle: about as small as zarr's default
+#: Zstandard on Sentinel-2 reflectance and 5-8x faster to write, so the write no longer
+#: bounds the build. All are zarr built-ins (numcodecs' Blosc), so plain
+#: ``xarray.open_zarr`` reads every store.
+COMPRESSIONS = ("lz4", "zstd", "none")
+
+
+def _compressors(name: str) -> tuple | None:
+    """The zarr v3 ``compressors`` for a :data:`COMPRESSIONS` name (None: uncompressed)."""
+    if name == "lz4":
+        return (BloscCodec(cname="lz4", clevel=5, shuffle="shuffle"),)
+    if name == "zstd":
+        return (ZstdCodec(level=0),)
+    if name == "none":
+        return None
+    raise UserError(f"compression {name!r} unknown; choose one of {', '.join(COMPRESSIONS)}")
 
 
 def cube_to_dataset(
@@ -69,7 +90,7 @@ class WriteReport:
     seconds: float
 
 
-def _fingerprint(ds: xr.Dataset, chunks: tuple[int, int]) -> str:
+def _fingerprint(ds: xr.Dataset, chunks: tuple[int, int], compression: str = "lz4") -> str:
     """A digest of everything that decides the store's bytes (not the pixels themselves)."""
     payload = {
         "sizes": dict(ds.sizes),
@@ -82,6 +103,7 @@ def _fingerprint(ds: xr.Dataset, chunks: tuple[int, int]) -> str:
         "xy": [float(ds["x"].values[0]), float(ds["y"].values[0])],
         "attrs": {k: str(v) for k, v in sorted(ds.attrs.items()) if k != COMPLETE_ATTR},
         "chunks": list(chunks),
+        "compression": compression,
     }
     return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()
 
@@ -138,6 +160,7 @@ def write_cube(
     progress: bool = False,
     batch_size: int | None = None,
     report: list[WriteReport] | None = None,
+    compression: str = "lz4",
 ) -> Path:
     """Write a cube dataset to a Zarr v3 store: resumable, committed last.
 
@@ -157,6 +180,7 @@ def write_cube(
         progress: Show a progress bar counting chunks.
         batch_size: Blocks computed together (default: 2 per dask worker thread, min 4).
         report: If given, a :class:`WriteReport` is appended to it.
+        compression: One of :data:`COMPRESSIONS` for the tiled variables.
 
     Returns:
         The store path.
@@ -166,7 +190,6 @@ def write_cube(
             missing, or imagery could not be read.
     """
     import dask
-    import zarr
     from tqdm.auto import tqdm
 
     t0 = time.perf_counter()
@@ -177,16 +200,20 @@ def write_cube(
         )
     if path.exists() and not overwrite:
         raise UserError(f"{path} already exists; delete it or pass --overwrite")
+    compressors = _compressors(compression)
     tmp = path.with_name(path.name + ".partial")
     ry, rx = chunks
     encoding: dict[str, dict] = {}
     for name, var in ds.data_vars.items():
         if var.dims[-2:] == ("y", "x"):
-            encoding[name] = {"chunks": tuple(ds.sizes[d] for d in var.dims[:-2]) + (ry, rx)}
+            encoding[name] = {
+                "chunks": tuple(ds.sizes[d] for d in var.dims[:-2]) + (ry, rx),
+                "compressors": compressors,
+            }
     ds = ds.chunk({d: -1 for d in ds.dims if d not in ("y", "x")} | {"y": ry, "x": rx})
     for var in ds.variables.values():
         var.encoding = {}
-    fingerprint = _fingerprint(ds, chunks)
+    fingerprint = _fingerprint(ds, chunks, compression)
     done = _read_progress(tmp, fingerprint) if tmp.exists() else None
     resumed = len(done or ())
     if done is None:
@@ -201,6 +228,7 @@ def write_cube(
         done = set()
     root = zarr.open_group(tmp, mode="r+", zarr_format=3)
     tiled = [n for n in encoding if n in ds.data_vars]
+    writers = {name: _ChunkWriter(root[name], tmp / name, compression) for name in tiled}
     ny, nx = -(-ds.sizes["y"] // ry), -(-ds.sizes["x"] // rx)
     blocks = [(iy, ix) for iy in range(ny) for ix in range(nx)]
     todo = [b for b in blocks if b not in done]
@@ -216,20 +244,16 @@ def write_cube(
     ) as bar:
         for start in range(0, len(todo), batch_size):
             batch = todo[start : start + batch_size]
-            sources, targets, regions = [], [], []
+            tasks = []
             for iy, ix in batch:
                 sy, sx = slice(iy * ry, (iy + 1) * ry), slice(ix * rx, (ix + 1) * rx)
                 for name in tiled:
                     data = ds[name].data
                     lead = (slice(None),) * (data.ndim - 2)
-                    sources.append(data[lead + (sy, sx)])
-                    targets.append(root[name])
-                    regions.append(lead + (sy, sx))
-            import dask.array as da
-
-            arrays = [s if hasattr(s, "dask") else da.from_array(s) for s in sources]
+                    key = (0,) * len(lead) + (iy, ix)
+                    tasks.append(writers[name].task(data[lead + (sy, sx)], key))
             try:
-                dask.compute(da.store(arrays, targets, regions=regions, lock=False, compute=False))
+                dask.compute(*tasks, scheduler=in_process_scheduler())
             except UserError:
                 raise
             except Exception as exc:
@@ -250,8 +274,107 @@ def write_cube(
     return path
 
 
+class _ChunkWriter:
+    """Writes whole chunks of one Zarr v3 array: encode, then one file per chunk.
+
+    The data path of :func:`write_cube`. Every block is exactly one chunk of the array, so
+    the chunk's bytes are its (padded) pixels, little-endian, through the array's one
+    compressor, stored under the array's chunk key: what zarr writes, without zarr's
+    per-chunk merge, fill-value scan and buffer copies (they cost more than the
+    compression). Arrays with other codecs go through ``zarr`` (``dask.array.store``).
+    """
+
+    def __init__(self, array: Any, folder: Path, compression: str) -> None:
+        self.array, self.folder = array, folder
+        self.shape = tuple(array.metadata.chunk_grid.chunk_shape)
+        self.fill = array.metadata.fill_value
+        self.codec = _numcodecs_codec(compression)
+        names = [c.to_dict()["name"] for c in array.metadata.codecs]
+        expected = ["bytes"] + ({"lz4": ["blosc"], "zstd": ["zstd"]}.get(compression) or [])
+        self.direct = names == expected and array.metadata.chunk_key_encoding.name == "default"
+
+    def task(self, block: Any, key: tuple[int, ...]) -> Any:
+        """A dask task writing ``block`` (an array of chunk ``key``, dask-backed or not)."""
+        import dask.array as da
+
+        if not self.direct:
+            region = tuple(
+                slice(k * n, k * n + m)
+                for k, n, m in zip(key, self.shape, block.shape, strict=True)
+            )
+            source = block if isinstance(block, da.Array) else da.from_array(block)
+            return da.store(source, self.array, regions=region, lock=False, compute=False)
+        file = self.folder / self.array.metadata.encode_chunk_key(key)
+        if not isinstance(block, da.Array):
+            block = da.from_array(block, chunks=block.shape)
+        elif block.npartitions != 1:
+            block = block.rechunk(block.shape)
+        return block.map_blocks(
+            _write_chunk,
+            file=str(file),
+            shape=self.shape,
+            fill=self.fill,
+            codec=self.codec,
+            chunks=(1,) * block.ndim,
+            dtype=bool,
+        )
+
+
+def _numcodecs_codec(compression: str) -> Any:
+    """The numcodecs codec writing the bytes zarr's codec for ``compression`` reads."""
+    import numcodecs
+
+    if compression == "lz4":
+        return numcodecs.Blosc(cname="lz4", clevel=5, shuffle=numcodecs.Blosc.SHUFFLE)
+    if compression == "zstd":
+        return numcodecs.Zstd(level=0)
+    return None
+
+
+def _write_chunk(
+    block: np.ndarray, file: str, shape: tuple[int, ...], fill: Any, codec: Any
+) -> np.ndarray:
+    """Encode one chunk (padded to the chunk ``shape`` with ``fill``) and write its file.
+
+    Returns:
+        A one-element array (what ``map_blocks`` needs; the file is the result).
+    """
+    block = np.asarray(block)
+    if block.shape != shape:
+        padded = np.full(shape, fill, dtype=block.dtype)
+        padded[tuple(slice(0, n) for n in block.shape)] = block
+        block = padded
+    data = np.ascontiguousarray(block, dtype=block.dtype.newbyteorder("<"))
+    payload = codec.encode(data) if codec is not None else data.data
+    os.makedirs(os.path.dirname(file), exist_ok=True)
+    with open(file, "wb") as fh:
+        fh.write(payload)
+    return np.ones((1,) * block.ndim, dtype=bool)
+
+
+def in_process_scheduler() -> Any:
+    """The threaded or synchronous dask scheduler when it is the one in use, else None.
+
+    Passing it to ``dask.compute`` explicitly keeps dask from importing ``distributed``
+    (about 0.5 s) just to look for a client that cannot exist. None (dask decides) when
+    a distributed client may be active or another scheduler is configured.
+    """
+    import dask
+    import dask.local
+    import dask.threaded
+
+    name = dask.config.get("scheduler", None)
+    if name in ("sync", "synchronous", "single-threaded"):
+        return dask.local.get_sync
+    if name in ("threads", "threading") or (name is None and "distributed" not in sys.modules):
+        return dask.threaded.get
+    return None
+
+
 def _worker_threads() -> int:
     """Threads of the active dask.distributed client, else the local CPU count."""
+    if "distributed" not in sys.modules:  # no client without it (importing it takes ~0.5 s)
+        return os.cpu_count() or 1
     try:
         from distributed import get_client
 
