@@ -89,3 +89,25 @@ def test_describe_records_cpu_memory_threads_libraries() -> None:
         assert libs["onednn"]
     assert set(info["cpu_flags"]) >= {"avx2", "avx512f", "avx512_bf16"}
     assert info["cuda_available"] is (not NO_GPU)
+
+
+def test_make_optimizer_is_fused_adamw_with_the_foreach_update() -> None:
+    torch.manual_seed(0)
+    ref = torch.nn.Conv2d(3, 4, 3)
+    twin = torch.nn.Conv2d(3, 4, 3)
+    twin.load_state_dict(ref.state_dict())
+    fused = CPUBackend(threads=1).make_optimizer(twin.parameters(), lr=1e-2, weight_decay=0.1)
+    plain = torch.optim.AdamW(ref.parameters(), lr=1e-2, weight_decay=0.1)
+    assert fused.defaults["fused"] is True and fused.defaults["weight_decay"] == 0.1
+    x = torch.randn(2, 3, 8, 8)
+    for _ in range(3):
+        for model, opt in ((ref, plain), (twin, fused)):
+            opt.zero_grad()
+            model(x).square().mean().backward()
+            opt.step()
+    assert not torch.equal(ref.weight, torch.nn.Conv2d(3, 4, 3).weight)
+    torch.testing.assert_close(twin.weight, ref.weight, rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(twin.bias, ref.bias, rtol=1e-5, atol=1e-6)
+    unfused = CPUBackend(threads=1, fused_optimizer=False).make_optimizer(ref.parameters())
+    assert not unfused.defaults["fused"]
+    assert CPUBackend(threads=1).describe()["fused_optimizer"] is True

@@ -35,6 +35,50 @@ def test_matmul_peak_and_fraction() -> None:
         roofline.matmul_peak("fp8")
 
 
+def test_conv_peak_counts_a_3x3_conv() -> None:
+    res = roofline.conv_peak("fp32", batch=2, channels=32, side=16, repeats=2)
+    assert res["shape"] == [2, 32, 16, 16]
+    assert res["gflops"] >= res["median_gflops"] > 0
+    with pytest.raises(ValueError, match="fp16"):
+        roofline.conv_peak("fp16")
+
+
+def test_plain_baseline_row_and_vs_plain_ratio() -> None:
+    cfg = bench.BenchConfig.quick(size=32, steps=1, warmup=0)
+    (plain,) = bench.measure_plain_smp("eager", 2, cfg, threads=1)  # BN needs 2
+    assert plain["framework"] == "torch-plain" and plain["optimizer"] == "adamw-foreach"
+    assert plain["params"] == 24_459_771  # smp Unet("resnet34"), 10 bands, 11 classes
+    assert _positive(plain["images_per_s"]) and _positive(plain["cpu_s_median"])
+    # 32x32 patch: FLOPs per image are a quarter of the 64x64 figure (3.04 GFLOP)
+    assert plain["gflop_per_image"] == pytest.approx(3.036 / 4, rel=0.02)
+    ours = [
+        {
+            "model": "unet-resnet34",
+            "task": "train",
+            "batch_size": 2,
+            "precision": "fp32",
+            "images_per_s": 3 * plain["images_per_s"],
+        },
+        {
+            "model": "unet-resnet34",
+            "task": "infer",
+            "batch_size": 2,
+            "precision": "fp32",
+            "images_per_s": 1.0,
+        },
+        {
+            "model": "unet-resnet34",
+            "task": "train",
+            "batch_size": 2,
+            "precision": "bf16",
+            "images_per_s": 1.0,
+        },
+    ]
+    bench._add_vs_plain(ours, [plain])
+    assert ours[0]["vs_plain"] == pytest.approx(3.0, rel=1e-2)
+    assert "vs_plain" not in ours[1] and "vs_plain" not in ours[2]
+
+
 def test_bad_mode_is_refused() -> None:
     with pytest.raises(ValueError, match="unknown bench mode"):
         bench.BenchConfig(modes=("turbo",))

@@ -11,8 +11,18 @@
 * AgrUNet (``agrunet-pastis``) on ``(T, 10, 64, 64)`` series, full ``T=32`` and a
   January-July window ``T=16``;
 * thread strong scaling ``1..N``;
-* the fp32 and bf16 ``torch.mm`` peak, so every row reports achieved GFLOP/s (counted with
-  :class:`torch.utils.flop_counter.FlopCounterMode`) and its fraction of that peak.
+* a plain-library baseline next to ``unet-resnet34``: the same smp ``Unet("resnet34")``
+  trained with plain cross-entropy and ``torch.optim.AdamW``'s defaults, no senland code,
+  so each of our rows carries ``vs_plain`` (our img/s / the plain step's img/s);
+* the fp32 and bf16 ``torch.mm`` peak (MKL) and the peak of a large 3x3 convolution
+  (oneDNN, the library the U-Nets' convolutions run in), so every row reports achieved
+  GFLOP/s (counted with :class:`torch.utils.flop_counter.FlopCounterMode`) and its fraction
+  of both.
+
+The training step uses the backend's optimizer (fused AdamW by default, see
+:meth:`senland_geo.backends.base.TorchBackendMixin.make_optimizer`). Each row also carries
+the process CPU time of the median step: with ``OMP_WAIT_POLICY=PASSIVE`` and a busy machine
+it approximates what the step would cost on idle cores better than the wall time does.
 
 Every row carries the engine label and the 1-minute load average at the time it was
 measured: on a shared machine a figure measured under load is not the machine's capability.
@@ -83,6 +93,10 @@ class BenchConfig:
         jax_timeout: Seconds allowed for the JAX subprocess.
         peak_sizes: Matrix sides of the matmul peak.
         peak_repeats: Timed matmuls per size.
+        peak_min_seconds: Minimum seconds spent timing each peak size (best call wins).
+        conv_peak: Also measure the oneDNN 3x3-conv peak (fp32, bf16).
+        fused_optimizer: Train with the fused AdamW (False: torch's default foreach).
+        baseline: Time the plain-library smp baseline next to ``unet-resnet34``.
         seed: Seed of weights and data.
     """
 
@@ -112,6 +126,10 @@ class BenchConfig:
     jax_timeout: float = 1800.0
     peak_sizes: tuple[int, ...] = (2048, 3072, 4096)
     peak_repeats: int = 5
+    peak_min_seconds: float = 1.0
+    conv_peak: bool = True
+    fused_optimizer: bool = True
+    baseline: bool = True
     seed: int = 0
 
     def __post_init__(self) -> None:
@@ -138,6 +156,9 @@ class BenchConfig:
             "jax_fused_steps": 2,
             "peak_sizes": (512,),
             "peak_repeats": 3,
+            "peak_min_seconds": 0.0,
+            "conv_peak": False,
+            "baseline": False,
         }
         base.update(overrides)
         return cls(**base)
@@ -164,19 +185,29 @@ def _loss_of(loss_fn: Any, out: Any, y: torch.Tensor) -> torch.Tensor:
 
 
 def _time(fn: Callable[[], Any], steps: int, warmup: int) -> dict[str, float]:
-    """Run ``warmup`` untimed calls (the first one timed apart), then ``steps`` timed."""
+    """Run ``warmup`` untimed calls (the first one timed apart), then ``steps`` timed.
+
+    Returns the first call's wall time, the median and best wall time of the timed calls
+    and their median process CPU time (all threads).
+    """
     first = math.nan
     for i in range(warmup):
         t0 = time.perf_counter()
         fn()
         if i == 0:
             first = time.perf_counter() - t0
-    walls = []
+    walls, cpus = [], []
     for _ in range(steps):
-        t0 = time.perf_counter()
+        c0, t0 = time.process_time(), time.perf_counter()
         fn()
         walls.append(time.perf_counter() - t0)
-    return {"first_s": first, "median_s": statistics.median(walls), "best_s": min(walls)}
+        cpus.append(time.process_time() - c0)
+    return {
+        "first_s": first,
+        "median_s": statistics.median(walls),
+        "best_s": min(walls),
+        "cpu_s": statistics.median(cpus),
+    }
 
 
 def _make_batch(
@@ -228,7 +259,11 @@ def measure_torch(
     steps = steps or cfg.steps
     inference = cfg.inference if inference is None else inference
     backend = CPUBackend(
-        threads=threads, precision=precision, channels_last=channels_last, compile=compiled
+        threads=threads,
+        precision=precision,
+        channels_last=channels_last,
+        compile=compiled,
+        fused_optimizer=cfg.fused_optimizer,
     )
     backend.setup()
     gen = torch.Generator().manual_seed(cfg.seed)
@@ -245,7 +280,7 @@ def measure_torch(
 
     net = backend.prepare_model(base)
     xb = backend.prepare_batch(x)
-    opt = torch.optim.AdamW(base.parameters(), lr=1e-3)
+    opt = backend.make_optimizer(base.parameters(), lr=1e-3)
 
     def train_step() -> None:
         opt.zero_grad(set_to_none=True)
@@ -266,6 +301,7 @@ def measure_torch(
         "threads": threads,
         "params": params,
         "input_shape": list(x.shape[1:]),
+        "optimizer": "adamw-fused" if cfg.fused_optimizer else "adamw-foreach",
     }
     if length is not None:
         common["series_length"] = length
@@ -308,20 +344,108 @@ def _row(
         "step_s_median": round(t["median_s"], 5),
         "images_per_s": round(ips, 2),
         "images_per_s_best": round(batch_size / t["best_s"], 2),
+        "cpu_s_median": round(t["cpu_s"], 5),
         "gflop_per_image": round(flops / batch_size / 1e9, 4),
         "achieved_gflops": round(ips * flops / batch_size / 1e9, 1),
         "loadavg_1m": [load_before, load_after],
     }
 
 
+PLAIN_MODES = {"eager": "fp32", "bf16": "bf16"}
+
+
+def measure_plain_smp(
+    mode: str, batch_size: int, cfg: BenchConfig, *, threads: int
+) -> list[dict[str, Any]]:
+    """Time the plain-library baseline of ``unet-resnet34``: no senland code in the step.
+
+    ``segmentation_models_pytorch.Unet("resnet34")``, ``F.cross_entropy`` and
+    ``torch.optim.AdamW`` with its defaults, on the same random batch as
+    :func:`measure_torch`; ``bf16`` wraps the forward pass in ``torch.autocast``. This is
+    what a user gets from the libraries alone, so ``our img/s / plain img/s`` says what
+    senland's model, loss and optimizer choices cost or gain.
+
+    Args:
+        mode: ``eager`` (fp32) or ``bf16``.
+        batch_size: Images per step.
+        cfg: Shared settings.
+        threads: Intra-op threads.
+
+    Returns:
+        One ``train`` row (framework ``torch-plain``).
+    """
+    import segmentation_models_pytorch as smp
+    from torch.nn import functional as F  # noqa: N812
+
+    precision = PLAIN_MODES[mode]
+    torch.set_num_threads(threads)
+    gen = torch.Generator().manual_seed(cfg.seed)
+    x, y = _make_batch(batch_size, cfg, cfg.num_classes, None, gen)
+    torch.manual_seed(0)
+    model = smp.Unet(
+        "resnet34", encoder_weights=None, in_channels=cfg.in_channels, classes=cfg.num_classes
+    ).train()
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-3)
+    amp = precision == "bf16"
+
+    def step() -> None:
+        opt.zero_grad(set_to_none=True)
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=amp):
+            out = model(x)
+        F.cross_entropy(out.float(), y).backward()
+        opt.step()
+
+    flops = roofline.train_step_flops(model, x, y, lambda o, t: F.cross_entropy(o, t))
+    common = {
+        "framework": "torch-plain",
+        "backend": "cpu",
+        "model": "smp-unet-resnet34",
+        "mode": mode,
+        "precision": precision,
+        "channels_last": False,
+        "compile": False,
+        "batch_size": batch_size,
+        "threads": threads,
+        "params": sum(p.numel() for p in model.parameters()),
+        "input_shape": list(x.shape[1:]),
+        "optimizer": "adamw-foreach",
+        "loss": "cross-entropy",
+    }
+    load = _load1()
+    t = _time(step, cfg.steps, max(cfg.warmup, 1))
+    return [_row(common, "train", t, batch_size, flops, cfg.steps, load, _load1())]
+
+
+def _add_vs_plain(rows: list[dict[str, Any]], plain: list[dict[str, Any]]) -> None:
+    """Give our unet-resnet34 train rows ``vs_plain``: img/s over the plain baseline's."""
+    ref = {(r["batch_size"], r["precision"]): r["images_per_s"] for r in plain}
+    for row in rows:
+        if row["model"] != "unet-resnet34" or row["task"] != "train":
+            continue
+        base = ref.get((row["batch_size"], row["precision"]))
+        if base:
+            row["vs_plain"] = round(row["images_per_s"] / base, 3)
+
+
 def matmul_peaks(cfg: BenchConfig, threads: int) -> dict[str, Any]:
-    """fp32 and bf16 ``torch.mm`` peaks on ``threads`` threads."""
+    """fp32 and bf16 ``torch.mm`` peaks (MKL) and 3x3-conv peaks (oneDNN) on ``threads``."""
     torch.set_num_threads(threads)
     out: dict[str, Any] = {"threads": threads}
     for precision in ("fp32", "bf16"):
         load = _load1()
-        res = roofline.matmul_peak(precision, cfg.peak_sizes, repeats=cfg.peak_repeats)
+        res = roofline.matmul_peak(
+            precision,
+            cfg.peak_sizes,
+            repeats=cfg.peak_repeats,
+            min_seconds=cfg.peak_min_seconds,
+        )
         out[precision] = {**res, "loadavg_1m": [load, _load1()]}
+        if cfg.conv_peak:
+            load = _load1()
+            conv = roofline.conv_peak(
+                precision, repeats=cfg.peak_repeats, min_seconds=cfg.peak_min_seconds
+            )
+            out[f"conv_{precision}"] = {**conv, "loadavg_1m": [load, _load1()]}
     return out
 
 
@@ -335,6 +459,11 @@ def _add_fractions(rows: list[dict[str, Any]], peaks: dict[str, Any]) -> None:
         row["peak_fp32_gflops"] = fp32
         row["fraction_of_fp32_peak"] = round(row["achieved_gflops"] / fp32, 3)
         row["fraction_of_own_peak"] = round(row["achieved_gflops"] / own, 3)
+        bf16 = row.get("precision") in ("bf16", "bfloat16")
+        conv = p.get("conv_bf16" if bf16 else "conv_fp32")
+        if conv:
+            row["conv_peak_gflops"] = conv["gflops"]
+            row["fraction_of_conv_peak"] = round(row["achieved_gflops"] / conv["gflops"], 3)
 
 
 def jax_available() -> tuple[bool, str]:
@@ -486,6 +615,12 @@ def run(
     say(
         f"  fp32 {peaks[threads]['fp32']['gflops']} GFLOP/s, "
         f"bf16 {peaks[threads]['bf16']['gflops']} GFLOP/s on {threads} threads"
+        + (
+            f"; 3x3 conv fp32 {peaks[threads]['conv_fp32']['gflops']}, "
+            f"bf16 {peaks[threads]['conv_bf16']['gflops']} GFLOP/s"
+            if cfg.conv_peak
+            else ""
+        )
     )
 
     for model in cfg.models:
@@ -500,6 +635,10 @@ def run(
                     threads=threads,
                     model_options=cfg.model_options.get(model, {}),
                 )
+                if cfg.baseline and model == "unet-resnet34" and mode in PLAIN_MODES:
+                    plain = measure_plain_smp(mode, bs, cfg, threads=threads)
+                    _add_vs_plain(new, plain)
+                    new.extend(plain)
                 _add_fractions(new, peaks)
                 rows.extend(new)
                 snapshot()
@@ -576,20 +715,24 @@ def _jsonable(obj: Any) -> Any:
 
 def summary_table(result: dict[str, Any]) -> str:
     """A Markdown table of every row (images/s, GFLOP/s, fraction of peak, load)."""
+
+    def pct(v: float | None) -> str:
+        return "" if v is None else f"{v:.0%}"
+
     lines = [
-        "| framework | model | task | mode | batch | T | img/s | GFLOP/s | of fp32 peak "
-        "| of own peak | load 1m |",
-        "|---|---|---|---|---|---|---|---|---|---|---|",
+        "| framework | model | task | mode | batch | T | img/s | CPU s/step | GFLOP/s "
+        "| of fp32 mm peak | of own mm peak | of conv peak | vs plain | load 1m |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in result["rows"]:
         load = r.get("loadavg_1m") or [None]
-        frac = r.get("fraction_of_fp32_peak")
-        own = r.get("fraction_of_own_peak")
+        vs = r.get("vs_plain")
         lines.append(
             f"| {r['framework']} | {r['model']} | {r['task']} | {r['mode']} | {r['batch_size']} "
             f"| {r.get('series_length', '')} | {r['images_per_s']} "
-            f"| {r.get('achieved_gflops', '')} "
-            f"| {'' if frac is None else f'{frac:.0%}'} | {'' if own is None else f'{own:.0%}'} "
+            f"| {r.get('cpu_s_median', '')} | {r.get('achieved_gflops', '')} "
+            f"| {pct(r.get('fraction_of_fp32_peak'))} | {pct(r.get('fraction_of_own_peak'))} "
+            f"| {pct(r.get('fraction_of_conv_peak'))} | {'' if vs is None else f'{vs:.2f}x'} "
             f"| {load[0]} |"
         )
     return "\n".join(lines)

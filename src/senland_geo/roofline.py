@@ -1,4 +1,4 @@
-"""The machine's own ceiling: matmul peak (fp32/bf16) and FLOP counting of real steps.
+"""The machine's own ceilings (matmul and conv peaks, fp32/bf16) and FLOP counts of steps.
 
 A throughput in images/s means little alone. This module measures what the CPU (or GPU)
 reaches on a large dense matmul, counts the FLOPs of a training step or a forward pass with
@@ -79,6 +79,58 @@ def matmul_peak(
         del a, b
     peak = max(v["best"] for v in by_size.values())
     return {"precision": precision, "gflops": peak, "by_size": by_size}
+
+
+def conv_peak(
+    precision: str = "fp32",
+    *,
+    batch: int = 16,
+    channels: int = 256,
+    side: int = 32,
+    repeats: int = 5,
+    min_seconds: float = 0.0,
+) -> dict[str, Any]:
+    """Measure a large 3x3 convolution's throughput: the ceiling of the U-Nets' own kernels.
+
+    The U-Nets' convolutions run in oneDNN (``torch.backends.mkldnn``), which picks its
+    kernels by CPU features; ``torch.mm`` runs in MKL, which on AMD CPUs takes a slower
+    generic path (docs/performance.md). A 3x3, ``channels -> channels`` convolution on a
+    ``(batch, channels, side, side)`` input is compute-bound, so its GFLOP/s is the
+    fastest the conv kernels of a training step can go. bf16 runs under CPU autocast, as
+    the models do.
+
+    Args:
+        precision: ``fp32`` or ``bf16``.
+        batch: Batch size of the input.
+        channels: Input and output channels.
+        side: Height and width of the input.
+        repeats: Timed calls (after one warm-up).
+        min_seconds: Keep repeating until this much time was spent.
+
+    Returns:
+        ``{"precision", "gflops" (best call), "median_gflops", "shape"}``.
+    """
+    if precision not in ("fp32", "bf16"):
+        raise ValueError(f"conv_peak precision {precision!r}: choose fp32 or bf16")
+    conv = torch.nn.Conv2d(channels, channels, 3, padding=1, bias=False)
+    x = torch.randn(batch, channels, side, side)
+    amp = torch.autocast("cpu", dtype=torch.bfloat16, enabled=precision == "bf16")
+    flops = 2.0 * batch * side * side * channels * channels * 9
+    walls: list[float] = []
+    with torch.inference_mode(), amp:
+        conv(x)
+        spent = 0.0
+        while len(walls) < repeats or spent < min_seconds:
+            t0 = time.perf_counter()
+            conv(x)
+            walls.append(time.perf_counter() - t0)
+            spent += walls[-1]
+    return {
+        "precision": precision,
+        "gflops": round(flops / min(walls) / 1e9, 1),
+        "median_gflops": round(flops / statistics.median(walls) / 1e9, 1),
+        "shape": [batch, channels, side, side],
+    }
 
 
 def count_flops(fn: Callable[[], Any]) -> int:

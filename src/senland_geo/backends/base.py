@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Iterable
 from typing import Any, Protocol, runtime_checkable
 
 import torch
@@ -30,8 +31,8 @@ class Backend(Protocol):
 class TorchBackendMixin:
     """What the torch backends share: memory format, optional ``torch.compile``, autocast.
 
-    Subclasses set ``device``, ``precision``, ``channels_last``, ``compile`` and
-    ``compile_mode``.
+    Subclasses set ``device``, ``precision``, ``channels_last``, ``compile``,
+    ``compile_mode`` and optionally ``fused_optimizer`` (default True).
     """
 
     device: torch.device
@@ -72,10 +73,39 @@ class TorchBackendMixin:
             x = x.contiguous(memory_format=torch.channels_last)
         return x
 
+    def make_optimizer(
+        self,
+        params: Iterable[torch.nn.Parameter],
+        lr: float = 1e-3,
+        weight_decay: float = 1e-2,
+        **kwargs: Any,
+    ) -> torch.optim.AdamW:
+        """AdamW, fused into one kernel per step when ``fused_optimizer`` is set.
+
+        ``torch.optim.AdamW``'s default (``foreach``) implementation runs about ten
+        element-wise passes over every parameter, moment and gradient; on a 24M-parameter
+        U-Net on 2 CPU cores that is 10-20% of an fp32 training step and about a quarter of
+        a bf16 one (docs/performance.md). ``fused=True`` (CPU and CUDA, torch >= 2.4) does
+        the same update in one pass.
+
+        Args:
+            params: Parameters (or parameter groups) to optimise.
+            lr: Learning rate.
+            weight_decay: Decoupled weight decay.
+            **kwargs: Other ``torch.optim.AdamW`` arguments (``betas``, ``eps``, ...).
+
+        Returns:
+            The optimizer.
+        """
+        fused = getattr(self, "fused_optimizer", True) and self.device.type in ("cpu", "cuda")
+        kwargs.setdefault("fused", True if fused else None)
+        return torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay, **kwargs)
+
     def _options(self) -> dict[str, Any]:
         return {
             "precision": self.precision,
             "channels_last": self.channels_last,
             "compile": self.compile,
             "compile_mode": self.compile_mode,
+            "fused_optimizer": getattr(self, "fused_optimizer", True),
         }

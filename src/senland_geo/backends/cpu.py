@@ -26,6 +26,7 @@ class CPUBackend(TorchBackendMixin):
         compile: Wrap models in ``torch.compile`` (Inductor) in :meth:`prepare_model`.
         compile_mode: ``torch.compile`` mode (None, ``max-autotune``, ...).
         mkldnn: Leave oneDNN enabled for convolutions (``torch.backends.mkldnn.enabled``).
+        fused_optimizer: :meth:`make_optimizer` returns the fused (one-pass) AdamW.
     """
 
     name = "cpu"
@@ -38,6 +39,7 @@ class CPUBackend(TorchBackendMixin):
         compile: bool = False,
         compile_mode: str | None = None,
         mkldnn: bool = True,
+        fused_optimizer: bool = True,
     ) -> None:
         if precision not in PRECISIONS:
             raise ValueError(
@@ -51,6 +53,7 @@ class CPUBackend(TorchBackendMixin):
         self.compile = compile
         self.compile_mode = compile_mode
         self.mkldnn = mkldnn
+        self.fused_optimizer = fused_optimizer
         self.device = torch.device("cpu")
 
     @staticmethod
