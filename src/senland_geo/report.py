@@ -18,10 +18,8 @@ there is no script: the page needs no network and opens from a file.
 
 from __future__ import annotations
 
-import base64
 import datetime as dt
 import html
-import io
 import json
 import math
 from collections.abc import Sequence
@@ -31,7 +29,7 @@ from typing import Any
 
 import numpy as np
 
-from senland_geo import __version__
+from senland_geo import __version__, plots
 from senland_geo.errors import UserError
 
 #: Metrics that benchmark rows may carry, in order of preference for the chart.
@@ -163,30 +161,6 @@ def bench_groups(name: str, content: Any) -> list[tuple[str, list[dict[str, Any]
 # --- figures --------------------------------------------------------------------------
 
 
-def _png(fig: Any) -> str:
-    """Render a matplotlib figure to a base64 PNG data URI and close it."""
-    import matplotlib.pyplot as plt
-
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=96, bbox_inches="tight")
-    plt.close(fig)
-    return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode("ascii")
-
-
-def stretch_rgb(rgb: np.ndarray, valid: np.ndarray | None = None) -> np.ndarray:
-    """Scale a ``(3, H, W)`` reflectance array to ``(H, W, 3)`` in 0..1 (2-98 % stretch)."""
-    rgb = rgb.astype(np.float32)
-    mask = (rgb != 0).any(0) if valid is None else valid
-    out = np.zeros(rgb.shape[1:] + (3,), dtype=np.float32)
-    if not mask.any():
-        return out
-    for i in range(3):
-        lo, hi = np.percentile(rgb[i][mask], (2, 98))
-        out[..., i] = np.clip((rgb[i] - lo) / max(hi - lo, 1e-6), 0, 1)
-    out[~mask] = 0
-    return out
-
-
 def code_image(codes: np.ndarray, classes: Any) -> np.ndarray:
     """Colour a code raster with the class table's colours (code 0: white)."""
     lut = np.ones((256, 3), dtype=np.float32)
@@ -197,109 +171,16 @@ def code_image(codes: np.ndarray, classes: Any) -> np.ndarray:
 
 def tiles_figure(tiles: Sequence[TileView], classes: Any) -> str:
     """Image / truth / prediction side by side, one row per area, with a legend."""
-    import matplotlib.pyplot as plt
-    from matplotlib.patches import Patch
-
-    fig, axes = plt.subplots(len(tiles), 3, figsize=(11, 3.6 * len(tiles)), squeeze=False)
-    present: set[int] = set()
-    for row, tile in zip(axes, tiles, strict=True):
+    rows, present = [], set()
+    for tile in tiles:
         r, c, h, w = tile.window
-        panels = (
-            (tile.rgb, f"{tile.area}: image (B04 B03 B02)"),
-            (code_image(tile.truth, classes), f"{tile.area}: truth"),
-            (code_image(tile.prediction, classes), f"{tile.area}: prediction"),
+        truth, pred = code_image(tile.truth, classes), code_image(tile.prediction, classes)
+        rows.append(
+            plots.MapRow(tile.rgb, truth, pred, tile.area, f"rows {r}-{r + h}, cols {c}-{c + w}")
         )
-        for ax, (img, title) in zip(row, panels, strict=True):
-            ax.imshow(img, interpolation="nearest")
-            ax.set_title(title, fontsize=10)
-            ax.set_xticks([])
-            ax.set_yticks([])
-        row[0].set_ylabel(f"rows {r}-{r + h}, cols {c}-{c + w}", fontsize=8)
         present |= set(np.unique(tile.truth).tolist()) | set(np.unique(tile.prediction).tolist())
-    handles = [
-        Patch(facecolor=c.color, edgecolor="#444", label=f"{c.code} {c.name}")
-        for c in classes.classes
-        if c.code in present
-    ]
-    fig.legend(handles=handles, loc="lower center", ncol=min(4, max(1, len(handles))), fontsize=9)
-    fig.subplots_adjust(bottom=0.08 + 0.02 * math.ceil(len(handles) / 4))
-    return _png(fig)
-
-
-def per_class_figure(per_class: Sequence[dict[str, Any]], classes: Any | None) -> str:
-    """Horizontal bars of per-class IoU and Dice, in the class colours."""
-    import matplotlib.pyplot as plt
-
-    rows = [c for c in per_class if c.get("iou") is not None]
-    colors = {c.code: c.color for c in classes.classes} if classes is not None else {}
-    fig, ax = plt.subplots(figsize=(8, 0.45 * max(len(rows), 2) + 1))
-    y = np.arange(len(rows))
-    ax.barh(
-        y - 0.2,
-        [c["iou"] for c in rows],
-        height=0.4,
-        color=[colors.get(c["code"], "#4477aa") for c in rows],
-        edgecolor="#333",
-        label="IoU",
-    )
-    ax.barh(
-        y + 0.2, [c["dice"] for c in rows], height=0.4, color="#cccccc", edgecolor="#333",
-        label="Dice",
-    )  # fmt: skip
-    ax.set_yticks(y, [f"{c['code']} {c['name']}" for c in rows])
-    ax.invert_yaxis()
-    ax.set_xlim(0, 1)
-    ax.set_xlabel("score on the holdout")
-    ax.legend(loc="lower right")
-    ax.grid(axis="x", alpha=0.3)
-    return _png(fig)
-
-
-def confusion_figure(confusion: Sequence[Sequence[int]], names: Sequence[str]) -> str:
-    """Row-normalised confusion matrix (truth rows, prediction columns) with counts."""
-    import matplotlib.pyplot as plt
-
-    m = np.asarray(confusion, dtype=np.float64)
-    keep = (m.sum(0) + m.sum(1)) > 0
-    if not keep.any():
-        keep[:] = True
-    m = m[keep][:, keep]
-    labels = [n for n, k in zip(names, keep, strict=True) if k]
-    share = m / np.maximum(m.sum(1, keepdims=True), 1)
-    size = 1.0 + 0.7 * len(labels)
-    fig, ax = plt.subplots(figsize=(size + 2, size))
-    im = ax.imshow(share, cmap="Blues", vmin=0, vmax=1)
-    ax.set_xticks(range(len(labels)), labels, rotation=45, ha="right", fontsize=9)
-    ax.set_yticks(range(len(labels)), labels, fontsize=9)
-    ax.set_xlabel("prediction")
-    ax.set_ylabel("truth")
-    for i in range(len(labels)):
-        for j in range(len(labels)):
-            ax.text(
-                j, i, f"{share[i, j]:.2f}\n{int(m[i, j])}", ha="center", va="center", fontsize=7,
-                color="white" if share[i, j] > 0.5 else "black",
-            )  # fmt: skip
-    fig.colorbar(im, ax=ax, fraction=0.046, label="share of the truth row")
-    return _png(fig)
-
-
-def history_figure(history: Sequence[dict[str, Any]]) -> str:
-    """Learning curves: every numeric per-epoch series in ``history.json``."""
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(8, 3.5))
-    epochs = [h.get("epoch", i) for i, h in enumerate(history)]
-    keys = sorted({k for h in history for k, v in h.items() if k != "epoch" and _number(v)})
-    for key in keys:
-        ax.plot(epochs, [h.get(key, np.nan) for h in history], marker="o", label=key)
-    from matplotlib.ticker import MaxNLocator
-
-    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-    ax.set_xlabel("epoch")
-    ax.set_ylabel("value")
-    ax.grid(alpha=0.3)
-    ax.legend()
-    return _png(fig)
+    legend = [(c.color, f"{c.code} {c.name}") for c in classes.classes if c.code in present]
+    return plots.data_uri(plots.maps_figure(rows, legend, image_title="image (B04 B03 B02)"))
 
 
 def _number(value: Any) -> bool:
@@ -359,7 +240,7 @@ def bench_figure(name: str, rows: Sequence[dict[str, Any]], metric: str) -> str:
     ax.set_xlabel(metric)
     ax.set_title(f"{name} ({bench_engine(rows)})", fontsize=9)
     ax.grid(axis="x", alpha=0.3)
-    return _png(fig)
+    return plots.data_uri(fig)
 
 
 # --- tiles: truth and prediction ------------------------------------------------------
@@ -481,7 +362,7 @@ def make_tiles(
         r, c, h, w = _best_window(labels, box_px, tile)
         block = np.asarray(ds["reflectance"][:, :, r : r + h, c : c + w].values)
         if len(rgb_index) == 3:
-            rgb = stretch_rgb(np.median(block[:, rgb_index], axis=0))
+            rgb = plots.stretch_rgb(np.median(block[:, rgb_index], axis=0))
         else:
             rgb = np.zeros((h, w, 3), dtype=np.float32)
         if model is not None:
@@ -618,14 +499,17 @@ def render_html(run: dict[str, Any], tiles: Sequence[TileView], tiles_note: str)
                 f"{body}</table>"
             )
             if any(c.get("iou") is not None for c in per_class):
-                parts.append(_img(per_class_figure(per_class, classes), "per-class IoU"))
+                fig = plots.per_class_figure(per_class, miou=metrics.get("miou"), classes=classes)
+                parts.append(_img(plots.data_uri(fig), "per-class IoU"))
         if metrics.get("confusion"):
             parts.append("<h2 id='confusion'>Confusion matrix</h2>")
             names = [c["name"] for c in per_class] or classes.names
-            parts.append(_img(confusion_figure(metrics["confusion"], names), "confusion matrix"))
+            fig = plots.confusion_figure(metrics["confusion"], names)
+            parts.append(_img(plots.data_uri(fig), "confusion matrix"))
     if run["history"]:
         parts.append("<h2 id='learning-curves'>Learning curves</h2>")
-        parts.append(_img(history_figure(run["history"]), "learning curves"))
+        fig = plots.learning_curves_figure(run["history"])
+        parts.append(_img(plots.data_uri(fig), "learning curves"))
     if run["bench"]:
         parts.append("<h2 id='benchmarks'>Benchmarks</h2>")
         for name, rows in run["bench"].items():
