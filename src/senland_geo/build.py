@@ -13,6 +13,10 @@ from senland_geo.regions import Region
 
 COMPOSITES = ("median", "monthly", "none")
 
+#: Spatial chunk of the SCL cube the all-cloudy check reads (small: the first chunk with
+#: a clear pixel ends the check, so it usually costs one chunk of SCL).
+CHECK_CHUNKSIZE = 256
+
 
 def build_region_cube(
     region: Region,
@@ -82,7 +86,8 @@ def build_region_cube(
             return cube.select_season(cube.stack(items, region, names, chunksize=chunksize), season)
 
         if has_scl:
-            _check_not_all_cloudy(stacked(["SCL"]), region)
+            scl = cube.stack(items, region, ["SCL"], chunksize=min(chunksize, CHECK_CHUNKSIZE))
+            _check_not_all_cloudy(cube.select_season(scl, season), region)
         if composite == "median":
             result = cube.composite_median(stacked(bands))
         elif composite == "monthly":
@@ -142,10 +147,11 @@ def build_region_cube(
 def _check_not_all_cloudy(scl: xr.DataArray, region: Region) -> None:
     """Raise if no pixel of any scene is clear.
 
-    Reads the SCL cube ``(time, 1, y, x)`` a few chunks at a time and stops at the first
-    chunk with a clear pixel (usually the first), so the check costs a chunk or two of SCL
-    rather than a second read of the whole band. The outcome is that of checking every
-    pixel: the error needs every chunk to be read and found without a clear pixel.
+    Reads the SCL cube ``(time, 1, y, x)`` chunk by chunk (one, then two, four... at a
+    time) and stops at the first chunk with a clear pixel (usually the first), so the check
+    costs a chunk of SCL rather than a second read of the whole band. The outcome is that
+    of checking every pixel: the error needs every chunk read and found without a clear
+    pixel.
 
     Raises:
         UserError: No clear pixel, or the SCL imagery could not be read.
@@ -158,10 +164,11 @@ def _check_not_all_cloudy(scl: xr.DataArray, region: Region) -> None:
     if not isinstance(data, da.Array):
         data = da.from_array(np.asarray(data))
     blocks = list(np.ndindex(*data.numblocks))
-    step = max(2, store._worker_threads())
     invalid = list(cube.SCL_INVALID)
-    for start in range(0, len(blocks), step):
+    start, step = 0, 1
+    while start < len(blocks):
         flags = [(~da.isin(data.blocks[b], invalid)).any() for b in blocks[start : start + step]]
+        start, step = start + step, 2 * step
         try:
             found = dask.compute(*flags, scheduler=store.in_process_scheduler())
         except Exception as exc:
