@@ -60,3 +60,20 @@ def test_options_and_errors():
         torch.arange(16.0).view(1, 1, 4, 4)
     )
     assert torch.equal(same, again)
+
+
+def test_kornia_nearest_rotation_is_exact_and_bilinear_is_not():
+    import kornia.augmentation as K
+
+    from senland_geo.augment import kornia_flip_rotate
+
+    image = torch.arange(32 * 2 * 64 * 64, dtype=torch.float32).view(32, 2, 64, 64) + 1
+    mask = torch.arange(32 * 64 * 64).view(32, 1, 64, 64) % 11
+    torch.manual_seed(0)
+    out, out_mask = kornia_flip_rotate()(image, mask)
+    d4 = [torch.tensor(p) for p in [[t, h, v] for t in (0, 1) for h in (0, 1) for v in (0, 1)]]
+    for b in range(32):
+        (p,) = [p for p in d4 if torch.equal(out[b], _reference(image[b], p))]  # exactly one
+        assert torch.equal(out_mask[b], _reference(mask[b], p))
+    bilinear = K.RandomRotation90(times=(1, 1), p=1.0)(image[:1])  # kornia's default
+    assert not any(torch.equal(bilinear[0], _reference(image[0], p)) for p in d4)
