@@ -105,3 +105,38 @@ def test_write_refuses_missing_folder_and_existing_store(brandenburg_cube, tmp_p
         store.write_cube(ds, tmp_path / "nope" / "x.zarr")
     with pytest.raises(UserError, match="already exists"):
         store.write_cube(ds, brandenburg_cube)
+
+
+@pytest.mark.parametrize("compression", store.COMPRESSIONS)
+def test_chunks_written_directly_read_back_with_plain_zarr(tmp_path, compression):
+    """Partial edge chunks, every compression: plain xarray/zarr read the exact values."""
+    import zarr
+
+    rng = np.random.default_rng(3)
+    values = rng.integers(0, 12000, size=(3, 2, 150, 170), dtype=np.uint16)
+    labels = rng.integers(0, 100, size=(150, 170), dtype=np.uint8)
+    da = xr.DataArray(
+        values,
+        dims=cube.DIMS,
+        coords={
+            "time": np.array(["2021-01-01", "2021-02-01", "2021-03-01"], dtype="datetime64[ns]"),
+            "band": ["B02", "B03"],
+            "y": 5000.0 - 10 * np.arange(150) - 5,
+            "x": 300000.0 + 10 * np.arange(170) + 5,
+        },
+    ).rio.write_crs("EPSG:32628")
+    lab = xr.DataArray(labels, dims=("y", "x"), coords={"y": da["y"], "x": da["x"]})
+    ds = store.cube_to_dataset(da.chunk({"y": 64, "x": 64}), lab)
+    out = store.write_cube(ds, tmp_path / "c.zarr", chunks=(64, 64), compression=compression)
+    codecs = [c.to_dict()["name"] for c in zarr.open_array(out / "reflectance").metadata.codecs]
+    assert (
+        codecs
+        == {"lz4": ["bytes", "blosc"], "zstd": ["bytes", "zstd"], "none": ["bytes"]}[compression]
+    )
+    plain = xr.open_zarr(out, consolidated=False)
+    assert plain["reflectance"].encoding["chunks"] == (3, 2, 64, 64)
+    np.testing.assert_array_equal(plain["reflectance"].values, values)
+    np.testing.assert_array_equal(plain["labels"].values, labels)
+    assert len(list((out / "reflectance" / "c").rglob("*"))) > 9  # 3 x 3 chunks, as files
+    with pytest.raises(UserError, match="compression 'gzip' unknown"):
+        store.write_cube(ds, tmp_path / "d.zarr", compression="gzip")
