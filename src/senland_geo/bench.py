@@ -90,6 +90,7 @@ class BenchConfig:
         agrunet_options: AgrUNet builder options.
         jax: Run the JAX plugin's benchmark when installed.
         jax_fused_steps: Training steps fused in one XLA program.
+        jax_precisions: JAX compute precisions (``fp32``, ``bf16`` mixed precision).
         jax_timeout: Seconds allowed for the JAX subprocess.
         peak_sizes: Matrix sides of the matmul peak.
         peak_repeats: Timed matmuls per size.
@@ -123,6 +124,7 @@ class BenchConfig:
     agrunet_options: dict[str, Any] = field(default_factory=dict)
     jax: bool = True
     jax_fused_steps: int = 4
+    jax_precisions: tuple[str, ...] = ("fp32", "bf16")
     jax_timeout: float = 1800.0
     peak_sizes: tuple[int, ...] = (2048, 3072, 4096)
     peak_repeats: int = 5
@@ -154,6 +156,7 @@ class BenchConfig:
             "scaling_modes": ("eager",),
             "agrunet": None,
             "jax_fused_steps": 2,
+            "jax_precisions": ("fp32",),
             "peak_sizes": (512,),
             "peak_repeats": 3,
             "peak_min_seconds": 0.0,
@@ -495,12 +498,14 @@ def run_jax(cfg: BenchConfig, batch_sizes: Sequence[int]) -> tuple[list[dict[str
         "num_classes": cfg.num_classes,
         "inference": cfg.inference,
         "seed": cfg.seed,
+        "precisions": list(cfg.jax_precisions),
         **opts,
     }
     code = (
         "import json, sys\n"
         "from senland_geo_jax.bench import run\n"
         "kw = json.loads(sys.argv[1]); kw['batch_sizes'] = tuple(kw['batch_sizes'])\n"
+        "kw['precisions'] = tuple(kw['precisions'])\n"
         "print('@@JSON@@' + json.dumps(run(**kw)))\n"
     )
     load = _load1()
@@ -532,8 +537,12 @@ def run_jax(cfg: BenchConfig, batch_sizes: Sequence[int]) -> tuple[list[dict[str
     return rows, ""
 
 
-def _jax_fractions(rows: list[dict[str, Any]], torch_rows: list[dict[str, Any]], peak: float):
-    """Give JAX rows the FLOPs of the identical torch ``unet-gn`` (same layers)."""
+def _jax_fractions(rows: list[dict[str, Any]], torch_rows: list[dict[str, Any]], peaks: Any):
+    """Give JAX rows the FLOPs of the identical torch ``unet-gn`` and peak fractions.
+
+    The Flax model has the same layers, so the torch eager row's FLOPs per image apply;
+    the fractions use the peaks measured on the table's thread count.
+    """
     per_image = {
         (r["task"], r["batch_size"]): r["gflop_per_image"]
         for r in torch_rows
@@ -545,9 +554,7 @@ def _jax_fractions(rows: list[dict[str, Any]], torch_rows: list[dict[str, Any]],
             continue
         row["gflop_per_image"] = g
         row["achieved_gflops"] = round(row["images_per_s"] * g, 1)
-        row["peak_fp32_gflops"] = peak
-        row["fraction_of_fp32_peak"] = round(row["achieved_gflops"] / peak, 3)
-        row["fraction_of_own_peak"] = row["fraction_of_fp32_peak"]
+    _add_fractions(rows, {"default": peaks})
 
 
 def run(
@@ -651,7 +658,7 @@ def run(
         if note:
             notes.append(f"JAX skipped: {note}")
             say(f"  skipped: {note}")
-        _jax_fractions(jax_rows, rows, peaks[threads]["fp32"]["gflops"])
+        _jax_fractions(jax_rows, rows, peaks[threads])
         rows.extend(jax_rows)
         snapshot()
     elif cfg.jax:

@@ -128,6 +128,7 @@ class JaxBackend:
         weight_decay: float = 1e-2,
         dice_weight: float = 1.0,
         torch_state_dict: Mapping[str, Any] | None = None,
+        precision: str = "fp32",
         **options: Any,
     ) -> JaxBackend:
         """Create the Flax model, its parameters, AdamW and the jitted functions.
@@ -143,6 +144,8 @@ class JaxBackend:
             dice_weight: Weight of the Dice term in the CE + Dice loss.
             torch_state_dict: Optional ``state_dict`` of the torch ``unet-gn`` to start
                 from (same options); otherwise a seeded fresh initialisation.
+            precision: ``fp32`` or ``bf16`` (bf16 operands with fp32 accumulation, fp32
+                parameters and GroupNorm statistics, like torch's CPU autocast).
             **options: ``base_channels``, ``depth``, ``groups`` (as the torch builder).
 
         Returns:
@@ -163,10 +166,15 @@ class JaxBackend:
                 f"unet-gn: unknown option(s) {', '.join(unknown)}; "
                 f"valid: {', '.join(sorted(allowed))}"
             )
+        if precision not in ("fp32", "bf16"):
+            raise ValueError(f"jax backend precision {precision!r}: choose fp32 or bf16")
+        import jax.numpy as jnp
+
         from senland_geo_jax import model as flax_model
         from senland_geo_jax import train
 
-        self.model = flax_model.UNetGN(num_classes=num_classes, **options)
+        dtype = jnp.bfloat16 if precision == "bf16" else jnp.float32
+        self.model = flax_model.UNetGN(num_classes=num_classes, dtype=dtype, **options)
         self.model_options = dict(in_channels=in_channels, num_classes=num_classes, **options)
         if torch_state_dict is not None:
             params = flax_model.torch_to_flax(torch_state_dict)

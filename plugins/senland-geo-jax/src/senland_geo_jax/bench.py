@@ -33,6 +33,7 @@ def run(
     num_classes: int = 11,
     inference: bool = False,
     seed: int = 0,
+    precisions: tuple[str, ...] = ("fp32",),
     **model_options: Any,
 ) -> list[dict[str, Any]]:
     """Measure train-step images/s for per-step jit and fused multi-step training.
@@ -52,6 +53,8 @@ def run(
         num_classes: Output classes.
         inference: Also measure the jitted forward pass.
         seed: Seed of parameters and random data.
+        precisions: ``fp32`` and/or ``bf16`` (mixed precision, see
+            :class:`senland_geo_jax.model.UNetGN`); bf16 rows' modes end in ``-bf16``.
         **model_options: ``base_channels``, ``depth``, ``groups``.
 
     Returns:
@@ -63,10 +66,9 @@ def run(
     from senland_geo_jax.backend import JaxBackend
 
     engine = JaxBackend.describe()
-    common = {
+    base_common = {
         "backend": "jax",
         "model": "unet-gn",
-        "dtype": "float32",
         "patch": [in_channels, size, size],
         "cpu_model": engine["cpu_model"],
         "cpu_count": engine["cpu_count"],
@@ -74,11 +76,17 @@ def run(
         "devices": engine.get("devices"),
         "xla_flags": os.environ.get("XLA_FLAGS", ""),
     }
-    rng = np.random.default_rng(seed)
     rows: list[dict[str, Any]] = []
-    for bs in batch_sizes:
+    for precision, bs in ((p, b) for p in precisions for b in batch_sizes):
+        rng = np.random.default_rng(seed)
+        sfx = "" if precision == "fp32" else f"-{precision}"
+        common = {**base_common, "precision": precision}
         backend = JaxBackend(seed=seed).build(
-            "unet-gn", in_channels=in_channels, num_classes=num_classes, **model_options
+            "unet-gn",
+            in_channels=in_channels,
+            num_classes=num_classes,
+            precision=precision,
+            **model_options,
         )
         nparams = backend.num_params
         k = max(fused_steps, 1)
@@ -98,7 +106,7 @@ def run(
         rows.append(
             {
                 **common,
-                "mode": "train-jit",
+                "mode": "train-jit" + sfx,
                 "batch_size": bs,
                 "params": nparams,
                 "steps": steps,
@@ -122,7 +130,7 @@ def run(
             rows.append(
                 {
                     **common,
-                    "mode": f"train-fused-unrolled-{fused_steps}",
+                    "mode": f"train-fused-unrolled-{fused_steps}{sfx}",
                     "batch_size": bs,
                     "params": nparams,
                     "steps": calls * fused_steps,
@@ -145,7 +153,7 @@ def run(
             rows.append(
                 {
                     **common,
-                    "mode": "infer-jit",
+                    "mode": "infer-jit" + sfx,
                     "batch_size": bs,
                     "params": nparams,
                     "steps": steps,

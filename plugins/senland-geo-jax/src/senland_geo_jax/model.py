@@ -18,6 +18,11 @@ The layers are written with plain ``jax.lax`` / ``jnp`` operations chosen for XL
 speed: the 2x2 max-pool is a reshape + max (no ``reduce_window`` / ``select_and_scatter``
 in the backward pass) and the stride-2 transposed convolution is one matmul plus a
 depth-to-space reshape (exact, since its 2x2 windows do not overlap).
+
+Mixed precision (``dtype=jnp.bfloat16`` on :class:`UNetGN`) follows torch's CPU autocast:
+parameters stay ``float32``; convolutions and matmuls take ``bfloat16`` operands and
+accumulate in ``float32`` (``preferred_element_type``); GroupNorm statistics and the
+logits are ``float32``. The default ``float32`` runs exactly the fp32 graph.
 """
 
 from __future__ import annotations
@@ -52,11 +57,15 @@ class Conv(nn.Module):
         features: Output channels.
         kernel_size: Side of the square kernel (odd).
         use_bias: Whether to add a bias.
+        dtype: Operand dtype of the convolution (accumulation is ``float32``).
+        out_dtype: Dtype of the result (default: ``dtype``).
     """
 
     features: int
     kernel_size: int = 3
     use_bias: bool = False
+    dtype: Any = jnp.float32
+    out_dtype: Any = None
 
     @nn.compact
     def __call__(self, x: jax.Array) -> jax.Array:
@@ -64,8 +73,9 @@ class Conv(nn.Module):
         k = self.kernel_size
         cin = x.shape[-1]
         kernel = self.param("kernel", _torch_like_init, (k, k, cin, self.features), jnp.float32)
+        x, kernel = x.astype(self.dtype), kernel.astype(self.dtype)
         if k == 1:
-            y = jnp.einsum("bhwc,co->bhwo", x, kernel[0, 0])
+            y = jnp.einsum("bhwc,co->bhwo", x, kernel[0, 0], preferred_element_type=jnp.float32)
         else:
             pad = k // 2
             y = jax.lax.conv_general_dilated(
@@ -74,10 +84,11 @@ class Conv(nn.Module):
                 window_strides=(1, 1),
                 padding=((pad, pad), (pad, pad)),
                 dimension_numbers=("NHWC", "HWIO", "NHWC"),
+                preferred_element_type=jnp.float32,
             )
         if self.use_bias:
             y = y + self.param("bias", _bias_init(cin * k * k), (self.features,), jnp.float32)
-        return y
+        return y.astype(self.out_dtype or self.dtype)
 
 
 class GroupNorm(nn.Module):
@@ -86,10 +97,12 @@ class GroupNorm(nn.Module):
     Attributes:
         groups: Number of channel groups.
         epsilon: Added to the variance.
+        dtype: Dtype of the output (statistics are computed in ``float32``).
     """
 
     groups: int
     epsilon: float = GN_EPS
+    dtype: Any = jnp.float32
 
     @nn.compact
     def __call__(self, x: jax.Array) -> jax.Array:
@@ -97,12 +110,12 @@ class GroupNorm(nn.Module):
         b, h, w, c = x.shape
         scale = self.param("scale", nn.initializers.ones, (c,), jnp.float32)
         bias = self.param("bias", nn.initializers.zeros, (c,), jnp.float32)
-        g = x.reshape(b, h, w, self.groups, c // self.groups)
+        g = x.astype(jnp.float32).reshape(b, h, w, self.groups, c // self.groups)
         mean = g.mean(axis=(1, 2, 4), keepdims=True)
         centered = g - mean
         var = jnp.mean(jnp.square(centered), axis=(1, 2, 4), keepdims=True)
         g = centered * jax.lax.rsqrt(var + self.epsilon)
-        return g.reshape(b, h, w, c) * scale + bias
+        return (g.reshape(b, h, w, c) * scale + bias).astype(self.dtype)
 
 
 class DoubleConv(nn.Module):
@@ -111,16 +124,21 @@ class DoubleConv(nn.Module):
     Attributes:
         features: Output channels.
         groups: GroupNorm groups.
+        dtype: Compute dtype (see the module docstring).
     """
 
     features: int
     groups: int
+    dtype: Any = jnp.float32
 
     @nn.compact
     def __call__(self, x: jax.Array) -> jax.Array:
         """Apply the block to ``(B, H, W, C)`` features."""
-        x = nn.relu(GroupNorm(self.groups, name="norm1")(Conv(self.features, name="conv1")(x)))
-        return nn.relu(GroupNorm(self.groups, name="norm2")(Conv(self.features, name="conv2")(x)))
+        dt = self.dtype
+        x = Conv(self.features, dtype=dt, name="conv1")(x)
+        x = nn.relu(GroupNorm(self.groups, dtype=dt, name="norm1")(x))
+        x = Conv(self.features, dtype=dt, name="conv2")(x)
+        return nn.relu(GroupNorm(self.groups, dtype=dt, name="norm2")(x))
 
 
 class UpConv(nn.Module):
@@ -130,9 +148,11 @@ class UpConv(nn.Module):
 
     Attributes:
         features: Output channels.
+        dtype: Operand and output dtype (accumulation is ``float32``).
     """
 
     features: int
+    dtype: Any = jnp.float32
 
     @nn.compact
     def __call__(self, x: jax.Array) -> jax.Array:
@@ -147,8 +167,13 @@ class UpConv(nn.Module):
             jnp.float32,
         )
         bias = self.param("bias", _bias_init(o * 4), (o,), jnp.float32)
-        y = jnp.einsum("bhwc,pqco->bhpwqo", x, kernel)
-        return y.reshape(b, 2 * h, 2 * w, o) + bias
+        y = jnp.einsum(
+            "bhwc,pqco->bhpwqo",
+            x.astype(self.dtype),
+            kernel.astype(self.dtype),
+            preferred_element_type=jnp.float32,
+        )
+        return (y.reshape(b, 2 * h, 2 * w, o) + bias).astype(self.dtype)
 
 
 class UpBlock(nn.Module):
@@ -157,16 +182,18 @@ class UpBlock(nn.Module):
     Attributes:
         features: Output channels.
         groups: GroupNorm groups.
+        dtype: Compute dtype.
     """
 
     features: int
     groups: int
+    dtype: Any = jnp.float32
 
     @nn.compact
     def __call__(self, x: jax.Array, skip: jax.Array) -> jax.Array:
         """Upsample ``x`` ``(B, H, W, C)``, concatenate ``skip`` ``(B, 2H, 2W, features)``."""
-        x = UpConv(x.shape[-1] // 2, name="up")(x)
-        return DoubleConv(self.features, self.groups, name="conv")(
+        x = UpConv(x.shape[-1] // 2, dtype=self.dtype, name="up")(x)
+        return DoubleConv(self.features, self.groups, dtype=self.dtype, name="conv")(
             jnp.concatenate([x, skip], axis=-1)
         )
 
@@ -185,12 +212,15 @@ class UNetGN(nn.Module):
         base_channels: Channels of the first encoder block, doubled at each level.
         depth: Number of downsamplings.
         groups: GroupNorm groups.
+        dtype: Compute dtype: ``jnp.float32`` (default) or ``jnp.bfloat16`` (mixed
+            precision like torch's CPU autocast; logits are always ``float32``).
     """
 
     num_classes: int = 11
     base_channels: int = 32
     depth: int = 4
     groups: int = 8
+    dtype: Any = jnp.float32
 
     @nn.compact
     def __call__(self, x: jax.Array) -> jax.Array:
@@ -200,12 +230,20 @@ class UNetGN(nn.Module):
         for i, c in enumerate(chans):
             if i:
                 x = max_pool_2x2(x)
-            x = DoubleConv(c, self.groups, name=f"down_{i}")(x)
+            x = DoubleConv(c, self.groups, dtype=self.dtype, name=f"down_{i}")(x)
             skips.append(x)
         x = skips.pop()
         for j, i in enumerate(reversed(range(self.depth))):
-            x = UpBlock(chans[i], self.groups, name=f"up_{j}")(x, skips.pop())
-        return Conv(self.num_classes, kernel_size=1, use_bias=True, name="head")(x)
+            x = UpBlock(chans[i], self.groups, dtype=self.dtype, name=f"up_{j}")(x, skips.pop())
+        head = Conv(
+            self.num_classes,
+            kernel_size=1,
+            use_bias=True,
+            dtype=self.dtype,
+            out_dtype=jnp.float32,
+            name="head",
+        )
+        return head(x)
 
 
 def count_params(params: Any) -> int:
