@@ -21,6 +21,7 @@ SIZE_KEYS = {
     "peak_rss_build_mib",
     "peak_rss_raw_mib",
     "stored_pixels_match_raw",
+    "cpu_ratio_raw_over_build",
 }
 
 
