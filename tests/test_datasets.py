@@ -94,6 +94,9 @@ def test_cube_patches_are_exact_and_fast_path_matches_intersection(brandenburg_c
     expected = WORLDCOVER.code_to_index_lut()[labels]
     assert torch.equal(b["mask"], torch.from_numpy(expected))
     assert b["mask"][0, 0].item() == IGNORE_INDEX  # code 0 (no OSM label) is ignored
+    # Lazy: the reflectance stays in Zarr, the small label raster is held in memory.
+    assert isinstance(fast._open("labels"), np.ndarray)
+    assert isinstance(fast.array, zarr.Array)
     # Band subset and order.
     sub = CubeDataset(brandenburg_cube, bands=["B12", "B02"])[QUERY]["image"]
     assert sub[:, 0, 0].tolist() == [1856, 1488]
