@@ -9,13 +9,14 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import numpy as np
+import pandas as pd
 import pystac
 import rioxarray  # noqa: F401  (registers the .rio accessor)
 import stackstac
 import xarray as xr
 from rasterio.enums import Resampling
 
-from senland_geo import aligned_read
+from senland_geo import aligned_read, composite
 from senland_geo.errors import UserError
 from senland_geo.regions import Region
 
@@ -181,11 +182,24 @@ def select_season(cube: xr.DataArray, months: tuple[int, int] | None) -> xr.Data
     return out
 
 
-def _whole_time(cube: xr.DataArray) -> xr.DataArray:
-    """Rechunk so every task sees the whole time series of its pixels."""
-    if cube.chunks is None:
-        return cube
-    return cube.chunk({"time": -1})
+def _composite(cube: xr.DataArray, groups: list[list[int]], times: np.ndarray) -> xr.DataArray:
+    """Median composite per group of time steps (see :mod:`senland_geo.composite`)."""
+    has_scl = "SCL" in cube["band"]
+    bands = [str(b) for b in cube["band"].values]
+    scl = bands.index("SCL") if has_scl else None
+    data = composite.median_array(cube.data, groups=groups, scl=scl, invalid=SCL_INVALID)
+    out = xr.DataArray(
+        data,
+        dims=DIMS,
+        coords={
+            "time": np.asarray(times).astype("datetime64[ns]"),
+            "band": [b for b in bands if b != "SCL"],
+            "y": cube["y"],
+            "x": cube["x"],
+        },
+        name="reflectance",
+    )
+    return out.rio.write_crs(cube.rio.crs)
 
 
 def composite_median(cube: xr.DataArray) -> xr.DataArray:
@@ -193,24 +207,12 @@ def composite_median(cube: xr.DataArray) -> xr.DataArray:
 
     Masked pixels (see :func:`valid_mask`) and band values of 0 (no data, e.g. a 10 m
     band outside the swath where the 20 m SCL says otherwise) are left out of the median;
-    pixels never clear are 0 (no data). The SCL band, if present, is dropped.
+    pixels never clear are 0 (no data). The SCL band, if present, is dropped. An even
+    number of values gives the mean of the middle two rounded half to even. Computed
+    exactly on uint16, one task per spatial chunk (:mod:`senland_geo.composite`).
     """
-    cube = _whole_time(cube)
-    valid = valid_mask(cube)
-    bands = cube.drop_sel(band="SCL") if "SCL" in cube["band"] else cube
-    if bands.sizes["time"] == 1:
-        out = bands.where(valid, 0)
-    else:
-        masked = bands.astype("float32").where(valid & (bands != 0))  # 0 = no data
-        out = (
-            masked.median("time", skipna=True)
-            .fillna(0)
-            .round()
-            .expand_dims(time=[bands["time"].values[0]])
-        )
-    out = out.astype("uint16").transpose(*DIMS)
-    out.name = "reflectance"
-    return out.rio.write_crs(cube.rio.crs)
+    n_time = cube.sizes["time"]
+    return _composite(cube, [list(range(n_time))], cube["time"].values[:1])
 
 
 def composite_monthly(cube: xr.DataArray, months: tuple[int, int] | None = None) -> xr.DataArray:
@@ -221,13 +223,13 @@ def composite_monthly(cube: xr.DataArray, months: tuple[int, int] | None = None)
         months: Inclusive ``(first, last)`` month numbers, e.g. ``(1, 7)`` for January-July.
 
     Returns:
-        One time step per month that has data, stamped at the month start.
+        One time step per calendar month from the first scene's to the last one's, stamped
+        at the month start (a month without scenes is all 0); medians as in
+        :func:`composite_median`.
     """
-    cube = _whole_time(select_season(cube, months))
-    valid = valid_mask(cube)
-    bands = cube.drop_sel(band="SCL") if "SCL" in cube["band"] else cube
-    masked = bands.astype("float32").where(valid & (bands != 0))  # 0 = no data
-    out = masked.resample(time="MS").median(skipna=True).fillna(0).round().astype("uint16")
-    out = out.transpose(*DIMS)
-    out.name = "reflectance"
-    return out.rio.write_crs(cube.rio.crs)
+    cube = select_season(cube, months)
+    times = pd.DatetimeIndex(cube["time"].values)
+    starts = pd.date_range(times.min().to_period("M").to_timestamp(), times.max(), freq="MS")
+    month = times.to_period("M")
+    groups = [list(np.flatnonzero(month == s.to_period("M"))) for s in starts]
+    return _composite(cube, groups, starts.values)
