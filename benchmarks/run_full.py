@@ -1,7 +1,10 @@
 """The full ``senland-geo bench`` run with the settings used for docs/performance.md.
 
-Run: ``OMP_WAIT_POLICY=PASSIVE python benchmarks/run_full.py [OUT_DIR]`` (default
-``benchmarks/results/full``). Writes bench.json (incrementally), bench.md and two plots.
+Run on a quiet machine: ``python benchmarks/run_full.py [OUT_DIR]`` (default
+``benchmarks/results/full``); on a shared one prefix ``OMP_WAIT_POLICY=PASSIVE`` (see
+docs/performance.md). Writes bench.json (incrementally), bench.md and two plots. Besides
+the models it times the plain smp baseline, the MKL matmul and oneDNN conv peaks, and JAX
+in fp32 and bf16.
 """
 
 from __future__ import annotations

@@ -144,3 +144,15 @@ def test_backend_from_torch_weights_predicts_like_torch():
     with torch.no_grad():
         expected_loss = torch_ce_dice(torch.from_numpy(expected), torch.from_numpy(y)).item()
     assert loss == pytest.approx(expected_loss, abs=1e-4)
+
+
+def test_bf16_policy_keeps_fp32_params_and_logits_close_to_fp32() -> None:
+    params = init_params(UNetGN(**SMALL), 10, seed=0)
+    x, _ = batch(b=2, s=32)
+    ref = UNetGN(**SMALL).apply({"params": params}, nhwc(x))
+    low = UNetGN(**SMALL, dtype=jnp.bfloat16).apply({"params": params}, nhwc(x))
+    assert low.dtype == jnp.float32 and low.shape == ref.shape == (2, 32, 32, 11)
+    err = float(jnp.max(jnp.abs(low - ref)) / jnp.max(jnp.abs(ref)))
+    assert 0.0 < err < 0.05  # bf16 operands really used, fp32 accumulation keeps it close
+    tree = jax.eval_shape(lambda: init_params(UNetGN(**SMALL, dtype=jnp.bfloat16), 10))
+    assert {leaf.dtype for leaf in jax.tree_util.tree_leaves(tree)} == {jnp.dtype("float32")}
