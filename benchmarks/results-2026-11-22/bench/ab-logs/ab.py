@@ -17,7 +17,10 @@ def make(v):
     opt = torch.optim.AdamW(m.parameters(), lr=1e-3, fused="fused" in opts)
     lossf = SegmentationLoss() if "seg" in opts else torch.nn.CrossEntropyLoss()
     amp = "bf16" in opts
+    torch.backends.mkldnn.conv.fp32_precision = "bf16" if "fpm" in opts else "ieee"
+    fpm = "fpm" in opts
     def step():
+        torch.backends.mkldnn.conv.fp32_precision = "bf16" if fpm else "ieee"
         opt.zero_grad(set_to_none=True)
         with torch.autocast("cpu", dtype=torch.bfloat16, enabled=amp):
             loss = lossf(m(xx).float(), y)
