@@ -19,11 +19,12 @@ Why not kornia (issue 4 asked for it; measured with ``benchmarks/bench_loader.py
   0.23 on reflectances up to 10000, even for the 0-degree draw); with
   ``resample="nearest", align_corners=True`` (:func:`kornia_flip_rotate`) 64 of 64 were
   exact, image and labels, for 16 to 512 px patches. So kornia *can* be exact.
-* speed, per batch with label and validity masks, median of interleaved runs, 1 thread
-  (2 threads gave the same ordering, load average 11): 16x10x64x64 FlipRotate 1.05 ms,
-  kornia 20 ms (19x); 16x32x10x64x64 series FlipRotate 169 ms, kornia 536 ms (3.2x;
-  a plain copy of the batch takes 122 ms). kornia builds a sampling grid and gathers
-  through ``grid_sample`` where a rotation by 90 degrees only needs a transpose.
+* speed, per batch with label and validity masks, medians of interleaved runs on a
+  machine at load average 9-15 (lower bounds, noisy): 1 thread, 16x10x64x64 FlipRotate
+  1.05 ms vs kornia 20 ms (19x), 16x32x10x64x64 series 169 vs 536 ms (3.2x; a plain copy
+  of the batch takes 122 ms); 2 threads (``bench_loader.py``, two runs) 1.4-18 vs
+  166-210 ms (11-118x) and 497-515 vs 1110-1166 ms (2.2-2.3x). kornia builds a sampling
+  grid and gathers through ``grid_sample`` where a 90-degree rotation is a transpose.
 
 Kornia is more than 2x slower for both shapes, so training uses :class:`FlipRotate`;
 :func:`kornia_flip_rotate` keeps the exact kornia configuration for comparison or for
