@@ -24,6 +24,7 @@ from senland_geo.evaluate import (
     load_slovenia,
     train_in_memory,
     training_pixels,
+    training_side,
     tune_forest,
 )
 
@@ -104,9 +105,12 @@ def _toy(seed: int = 0) -> SceneData:
 
 def test_tune_forest_learns_a_separable_toy_and_reports_its_choice() -> None:
     data = _toy()
-    m = tune_forest(data, grid=((5, None, 1), (5, 2, 1)), class_weights=(None,))
+    m = tune_forest(data, grid=((5, None, 1), (5, 2, 1)), class_weights=(None,), refit=False)
     assert m["miou"] == pytest.approx(1.0)
     assert m["train_pixels"] == 38 * 28  # labelled rows x training columns
+    refit = tune_forest(data, grid=((5, None, 1),), class_weights=(None,))
+    assert refit["train_pixels"] == 38 * 38  # training side: train, buffer and val columns
+    assert refit["test_before_refit"]["miou"] == pytest.approx(1.0)
     assert len(m["trials"]) == 2
     assert m["chosen"]["n_estimators"] == 5
     assert m["pixels"] == 38 * data.labels[:, data.columns["test"]].shape[1]
@@ -118,6 +122,12 @@ def test_training_pixels_stack_one_sample_per_image() -> None:
     n = 38 * 28
     assert x.shape == (2 * n, 2) and y.shape == (2 * n,)
     np.testing.assert_allclose(x[n:], x[:n] + 1)
+
+
+def test_training_side_spans_train_buffer_and_validation() -> None:
+    assert training_side(column_split(100)) == slice(0, 64)
+    with pytest.raises(UserError, match="east of the training"):
+        training_side({"train": slice(50, 100), "val": slice(0, 40)})
 
 
 def test_class_weights_favour_rare_classes_with_mean_one() -> None:
@@ -164,5 +174,6 @@ def test_train_in_memory_runs_the_engine_and_scores_the_test_columns() -> None:
     )  # fmt: skip
     m = train_in_memory("unet-gn", data, recipe, extra_images=[data.image])
     assert m["epochs_run"] == 2 and len(m["history"]) == 2
+    assert 0 <= m["best_epoch"] <= 1 and "test_before_refit" in m
     assert m["pixels"] == 38 * data.labels[:, data.columns["test"]].shape[1]
     assert 0.0 <= m["miou"] <= 1.0 and set(m["validation"]) == {"miou", "macro_dice"}

@@ -227,8 +227,13 @@ def tune_forest(
     max_pixels: int | None = 60_000,
     seed: int = 0,
     n_jobs: int = 1,
+    refit: bool = True,
 ) -> dict[str, Any]:
     """RandomForest on the training pixels, chosen on validation mIoU, scored on the test.
+
+    With ``refit`` the chosen forest is fitted again on the whole training side (training
+    block, buffer and validation block), like the networks; the test score of the forest
+    fitted on the training block alone is kept as ``test_before_refit``.
 
     Args:
         data: Image, labels and columns (``data.image`` is scored on val and test).
@@ -239,6 +244,7 @@ def tune_forest(
         max_pixels: Random draw (seeded) of at most this many training pixels.
         seed: Seed of the draw and of the forests.
         n_jobs: Threads for fitting.
+        refit: Fit the chosen setting again on the whole training side.
 
     Returns:
         Test metrics like :meth:`ConfusionMatrix.compute` with ``chosen`` (the setting),
@@ -246,10 +252,16 @@ def tune_forest(
     """
     from sklearn.ensemble import RandomForestClassifier
 
-    x, y = training_pixels(train_images or [data.image], data.labels, data.columns)
-    if max_pixels is not None and y.size > max_pixels:
-        pick = np.random.default_rng(seed).choice(y.size, size=max_pixels, replace=False)
-        x, y = x[pick], y[pick]
+    images = train_images or [data.image]
+
+    def draw(cols: slice) -> tuple[np.ndarray, np.ndarray]:
+        x, y = training_pixels(images, data.labels, {"train": cols})
+        if max_pixels is not None and y.size > max_pixels:
+            pick = np.random.default_rng(seed).choice(y.size, size=max_pixels, replace=False)
+            x, y = x[pick], y[pick]
+        return x, y
+
+    x, y = draw(data.columns["train"])
     features = {p: _pixels(data.image[..., data.columns[p]]) for p in ("val", "test")}
     truth = {p: data.labels[:, data.columns[p]] for p in ("val", "test")}
     best: tuple[float, Any, dict[str, Any]] | None = None
@@ -271,6 +283,13 @@ def tune_forest(
     assert best is not None
     _, rf, chosen = best
     metrics = _confusion(rf.predict(features["test"]), truth["test"], data.classes)
+    if refit:
+        before = {k: metrics[k] for k in ("miou", "macro_dice", "overall_accuracy")}
+        x, y = draw(training_side(data.columns))
+        rf = RandomForestClassifier(**chosen["setting"], random_state=seed, n_jobs=n_jobs)
+        rf.fit(x, y)
+        metrics = _confusion(rf.predict(features["test"]), truth["test"], data.classes)
+        metrics["test_before_refit"] = before
     metrics.update(
         chosen=chosen["setting"],
         validation={k: chosen["validation"][k] for k in ("miou", "macro_dice")},
@@ -401,6 +420,8 @@ class Recipe:
         class_weight_power: Cross-entropy class weights ``frequency ** -power`` (0: none).
         balanced_crops: Share of crops centred on class-balanced pixels.
         flip_tta: Average the four flips at test time.
+        refit: After early stopping, train again on the whole training side (training
+            block, buffer, validation block) for the best epoch count; score that model.
         eval_tile: Tile side of whole-block prediction.
         seed: Seed of initialisation, crops and augmentation.
         precision: ``fp32`` or ``bf16``.
@@ -417,6 +438,7 @@ class Recipe:
     class_weight_power: float = 0.5
     balanced_crops: float = 0.5
     flip_tta: bool = True
+    refit: bool = True
     eval_tile: int = 512
     seed: int = 0
     precision: str = "bf16"
@@ -443,48 +465,53 @@ def _normalizer(images: Sequence[np.ndarray], columns: Columns) -> Any:
     return Normalize(x.mean(0).tolist(), np.maximum(x.std(0), 1e-6).tolist())
 
 
-def train_in_memory(
+def training_side(columns: Columns) -> slice:
+    """Columns of the whole training side: training block, buffer and validation block.
+
+    Raises:
+        UserError: The validation block does not lie east of the training block.
+    """
+    train, val = columns["train"], columns["val"]
+    if val.start < train.stop:
+        raise UserError(f"validation columns {val} must lie east of the training columns {train}")
+    return slice(train.start, val.stop)
+
+
+@dataclass
+class _Fitted:
+    model: nn.Module
+    normalize: nn.Module
+    state: dict[str, Any]
+    images_per_second: float
+
+
+def _fit(
     model_name: str,
     data: SceneData,
-    recipe: Recipe | None = None,
+    r: Recipe,
+    images: Sequence[np.ndarray],
+    cols: slice,
     *,
-    extra_images: Sequence[np.ndarray] = (),
-) -> dict[str, Any]:
-    """Train a registered model on the training columns; early-stop on val; score test.
-
-    Args:
-        model_name: Model plugin (a temporal model takes a ``(T, C, H, W)`` image).
-        data: Image, labels and columns.
-        recipe: Training settings (default :class:`Recipe`).
-        extra_images: More images of the same place and labels (e.g. other dates of a
-            tile), drawn as training crops alongside ``data.image`` (augmentation); only
-            their training columns are read.
-
-    Returns:
-        Test metrics (:meth:`ConfusionMatrix.compute`) with ``validation``,
-        ``best_epoch``, ``epochs_run``, ``history``, ``seconds`` and ``parameters``.
-    """
+    epochs: int,
+    early_stopping: bool,
+) -> _Fitted:
+    """Train on crops of ``cols`` of ``images``; early-stop on the validation columns."""
     from senland_geo import registry
-    from senland_geo.train import Engine, TrainConfig, flip_rotate, predict_array
+    from senland_geo.train import Engine, TrainConfig, flip_rotate
 
-    r = recipe or Recipe()
+    normalize = _normalizer(images, {"train": cols})
+    train_x = [normalize(torch.from_numpy(im[..., cols])) for im in images]
+    train_y = torch.from_numpy(data.labels[:, cols])
     torch.manual_seed(r.seed)
-    images = [data.image, *extra_images]
-    normalize = _normalizer(images, data.columns)
-    train_cols = data.columns["train"]
-    train_x = [normalize(torch.from_numpy(im[..., train_cols])) for im in images]
-    train_y = torch.from_numpy(data.labels[:, train_cols])
-    channels = data.image.shape[-3]
-    classes = data.classes
     model = registry.load("models", model_name)(
-        in_channels=channels, num_classes=len(classes), **r.model_options
+        in_channels=data.image.shape[-3], num_classes=len(data.classes), **r.model_options
     )
     config = TrainConfig(
-        model=model_name, epochs=r.epochs, batch_size=r.batch_size, lr=r.lr,
+        model=model_name, epochs=epochs, batch_size=r.batch_size, lr=r.lr,
         weight_decay=r.weight_decay, patience=r.patience, seed=r.seed, precision=r.precision,
         patches_per_epoch=r.steps_per_epoch * r.batch_size, patch_size=r.patch_size,
     )  # fmt: skip
-    weights = class_weights(train_y.numpy(), len(classes), r.class_weight_power)
+    weights = class_weights(train_y.numpy(), len(data.classes), r.class_weight_power)
     engine = Engine(
         model,
         config,
@@ -505,26 +532,84 @@ def train_in_memory(
             by = torch.stack([train_y[a : a + s, b : b + s] for a, b in origins])
             yield flip_rotate(bx, by)
 
-    def score(part: str, tta: bool = False) -> dict[str, Any]:
-        cols = data.columns[part]
-        x = normalize(torch.from_numpy(data.image[..., cols]))
-        net = FlipAverage(model) if tta else model
-        pred = predict_array(net, x, tile=r.eval_tile, autocast=_autocast(r.precision))
-        return _confusion(pred.numpy(), data.labels[:, cols], classes)
+    if early_stopping:
+        fitted = _Fitted(model, normalize, {}, 0.0)
+        state = engine.fit(batches, lambda: _score(fitted, data, "val", r, tta=False))
+    else:  # a fixed number of epochs (the refit on the whole training side)
+        t0 = time.perf_counter()
+        for epoch in range(epochs):
+            torch.manual_seed(r.seed * 7919 + epoch)
+            model.train()
+            for x, y in batches(epoch):
+                engine.train_step(x, y, epoch)
+        engine.train_seconds += time.perf_counter() - t0
+        state = {"epoch": epochs - 1, "best_epoch": epochs - 1, "history": []}
+    ips = round(engine.images_seen / max(engine.train_seconds, 1e-9), 1)
+    return _Fitted(model, normalize, state, ips)
 
+
+def _score(fitted: _Fitted, data: SceneData, part: str, r: Recipe, *, tta: bool) -> dict:
+    from senland_geo.train import predict_array
+
+    cols = data.columns[part]
+    x = fitted.normalize(torch.from_numpy(data.image[..., cols]))
+    net = FlipAverage(fitted.model) if tta else fitted.model
+    pred = predict_array(net, x, tile=r.eval_tile, autocast=_autocast(r.precision))
+    return _confusion(pred.numpy(), data.labels[:, cols], data.classes)
+
+
+def train_in_memory(
+    model_name: str,
+    data: SceneData,
+    recipe: Recipe | None = None,
+    *,
+    extra_images: Sequence[np.ndarray] = (),
+) -> dict[str, Any]:
+    """Train a registered model on the training columns; early-stop on val; score test.
+
+    With ``recipe.refit`` the model is then trained again from scratch on the whole
+    training side (training block, buffer and validation block: :func:`training_side`)
+    for the best epoch count found, and that model is scored on the test columns; the
+    early-stopped model's test score is kept as ``test_before_refit``.
+
+    Args:
+        model_name: Model plugin (a temporal model takes a ``(T, C, H, W)`` image).
+        data: Image, labels and columns.
+        recipe: Training settings (default :class:`Recipe`).
+        extra_images: More images of the same place and labels (e.g. other dates of a
+            tile), drawn as training crops alongside ``data.image`` (augmentation); only
+            their training columns are read.
+
+    Returns:
+        Test metrics (:meth:`ConfusionMatrix.compute`) with ``validation``,
+        ``best_epoch``, ``epochs_run``, ``history``, ``seconds`` and ``parameters``.
+    """
+    r = recipe or Recipe()
+    images = [data.image, *extra_images]
     t0 = time.perf_counter()
-    state = engine.fit(batches, lambda: score("val"))
-    seconds = time.perf_counter() - t0
-    metrics = score("test", tta=r.flip_tta)
-    validation = score("val", tta=r.flip_tta) if r.flip_tta else state["best_val"]
+    first = _fit(
+        model_name, data, r, images, data.columns["train"], epochs=r.epochs, early_stopping=True
+    )
+    state = first.state
+    validation = _score(first, data, "val", r, tta=r.flip_tta) if r.flip_tta else state["best_val"]
+    metrics = _score(first, data, "test", r, tta=r.flip_tta)
+    final = first
+    if r.refit:
+        before = {k: metrics[k] for k in ("miou", "macro_dice", "overall_accuracy")}
+        final = _fit(
+            model_name, data, r, images, training_side(data.columns),
+            epochs=state["best_epoch"] + 1, early_stopping=False,
+        )  # fmt: skip
+        metrics = _score(final, data, "test", r, tta=r.flip_tta)
+        metrics["test_before_refit"] = before
     metrics.update(
         validation={k: validation[k] for k in ("miou", "macro_dice")},
         best_epoch=state["best_epoch"],
         epochs_run=state["epoch"] + 1,
         history=state["history"],
-        seconds=round(seconds, 1),
-        images_per_second=round(engine.images_seen / max(engine.train_seconds, 1e-9), 1),
-        parameters=sum(p.numel() for p in model.parameters()),
+        seconds=round(time.perf_counter() - t0, 1),
+        images_per_second=first.images_per_second,
+        parameters=sum(p.numel() for p in final.model.parameters()),
     )
     return metrics
 
