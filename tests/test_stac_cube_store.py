@@ -140,3 +140,52 @@ def test_chunks_written_directly_read_back_with_plain_zarr(tmp_path, compression
     assert len(list((out / "reflectance" / "c").rglob("*"))) > 9  # 3 x 3 chunks, as files
     with pytest.raises(UserError, match="compression 'gzip' unknown"):
         store.write_cube(ds, tmp_path / "d.zarr", compression="gzip")
+
+
+def test_store_metadata_is_what_xarray_writes(tmp_path):
+    """write_cube creates the arrays itself (no dask delayed): the same zarr.json documents."""
+    rng = np.random.default_rng(3)
+    da = xr.DataArray(
+        rng.integers(1, 9000, (2, 2, 100, 90)).astype("uint16"),
+        dims=cube.DIMS,
+        coords={
+            "time": np.array(["2021-01-01", "2021-02-01"], dtype="datetime64[ns]"),
+            "band": ["B02", "B03"],
+            "y": 5000.0 - 10 * np.arange(100) - 5,
+            "x": 300000.0 + 10 * np.arange(90) + 5,
+        },
+    ).rio.write_crs("EPSG:32628")
+    lab = xr.DataArray(
+        rng.integers(0, 5, (100, 90)).astype("uint8"),
+        dims=("y", "x"),
+        coords={"y": da["y"], "x": da["x"]},
+        attrs={"flag_values": np.array([10, 20], dtype="uint8"), "nodata": 0, "source": "wc"},
+    )
+    ds = store.cube_to_dataset(da.chunk({"y": 64, "x": 64}), lab, attrs={"items": ["a", "b"]})
+    ds["labels"].attrs.update(lab.attrs)
+    ours = store.write_cube(ds, tmp_path / "ours.zarr", chunks=(64, 64))
+    # xarray's own structure write, with the same encoding and the same variables
+    ref = ds.chunk({"time": -1, "band": -1, "y": 64, "x": 64})
+    for var in ref.variables.values():
+        var.encoding = {}
+    ref.attrs[store.COMPLETE_ATTR] = True
+    compressors = store._compressors("lz4")
+    encoding = {
+        "reflectance": {"chunks": (2, 2, 64, 64), "compressors": compressors},
+        "labels": {"chunks": (64, 64), "compressors": compressors},
+    }
+    ref.to_zarr(
+        tmp_path / "ref.zarr", zarr_format=3, encoding=encoding, consolidated=False, compute=False
+    )
+    docs = sorted(p.relative_to(ours) for p in ours.rglob("zarr.json"))
+    assert docs == sorted(
+        p.relative_to(tmp_path / "ref.zarr") for p in (tmp_path / "ref.zarr").rglob("zarr.json")
+    )
+    assert len(docs) == 8  # group, 2 tiled arrays, time, band, y, x, spatial_ref
+    for doc in docs:
+        assert json.loads((ours / doc).read_text()) == json.loads(
+            (tmp_path / "ref.zarr" / doc).read_text()
+        ), doc
+    back = xr.open_zarr(ours, consolidated=False)
+    np.testing.assert_array_equal(back["reflectance"].values, da.values)
+    assert back["labels"].attrs["flag_values"] == [10, 20]

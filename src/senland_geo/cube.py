@@ -42,9 +42,11 @@ def chunksize_for(
 ) -> int:
     """Spatial chunk size (pixels, a multiple of 64) keeping one composite task in budget.
 
-    A median composite holds a ``(time, band, y, x)`` float32 block of one chunk plus its
-    uint16 source and mask (about 8 bytes per value in all); this picks the largest square
-    chunk whose block fits ``memory_budget`` bytes, so a dask worker stays within memory.
+    A median composite task holds the uint16 ``(time, band, y, x)`` block of one chunk, a
+    masked copy it sorts and a few per-pixel planes (about 5 bytes per value; 8 are
+    budgeted, leaving room for a rechunk from stackstac's per-band chunks); this picks the
+    largest square chunk whose block fits ``memory_budget`` bytes, so a dask worker stays
+    within memory.
 
     Args:
         n_time: Scenes in the cube.

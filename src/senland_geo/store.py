@@ -219,11 +219,7 @@ def write_cube(
     if done is None:
         if tmp.exists():
             shutil.rmtree(tmp)
-        init = ds.copy()
-        init.attrs[COMPLETE_ATTR] = False
-        init.to_zarr(
-            tmp, mode="w", zarr_format=3, encoding=encoding, consolidated=False, compute=False
-        )
+        _create_structure(ds, tmp, encoding)
         _append_progress(tmp, {"fingerprint": fingerprint, "chunks": list(chunks)})
         done = set()
     root = zarr.open_group(tmp, mode="r+", zarr_format=3)
@@ -272,6 +268,53 @@ def write_cube(
     if report is not None:
         report.append(WriteReport(path, len(blocks), len(todo), resumed, time.perf_counter() - t0))
     return path
+
+
+def _create_structure(ds: xr.Dataset, tmp: Path, encoding: dict[str, dict]) -> None:
+    """Write the store's metadata and small variables; the tiled arrays stay empty.
+
+    What ``ds.to_zarr(tmp, encoding=encoding, compute=False)`` writes (the same metadata
+    documents, tested), without handing xarray the tiled dask arrays: building the
+    delayed write of a dask array makes dask import ``distributed`` (0.2-0.5 s) even when
+    no cluster is used. The small variables (coordinates, ``spatial_ref``) are written by
+    xarray; the tiled arrays are created with zarr, with xarray's attributes, dimension
+    names and fill value.
+    """
+    tiled = list(encoding)
+    rest = ds.drop_vars(tiled)
+    rest = rest.compute(scheduler=in_process_scheduler())  # coordinates: a few KB
+    rest.attrs[COMPLETE_ATTR] = False
+    rest.to_zarr(tmp, mode="w", zarr_format=3, consolidated=False)
+    root = zarr.open_group(tmp, mode="r+", zarr_format=3)
+    if "coordinates" not in ds.attrs:  # xarray's note for coordinates of no variable
+        root.attrs.pop("coordinates", None)
+    for name in tiled:
+        var = ds[name]
+        attrs = {k: _json_attr(v) for k, v in var.attrs.items()}
+        coords = [c for c in ds.coords if c not in ds.dims and set(ds[c].dims) <= set(var.dims)]
+        if coords:
+            attrs["coordinates"] = " ".join(coords)
+        root.create_array(
+            name,
+            shape=var.shape,
+            chunks=encoding[name]["chunks"],
+            dtype=var.dtype,
+            compressors=encoding[name]["compressors"],
+            fill_value=0,
+            dimension_names=var.dims,
+            attributes=attrs,
+        )
+
+
+def _json_attr(value: Any) -> Any:
+    """An attribute value as JSON (numpy arrays and scalars as lists and numbers)."""
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, list | tuple):
+        return [_json_attr(v) for v in value]
+    return value
 
 
 class _ChunkWriter:
