@@ -2,24 +2,30 @@
 
 Usage::
 
-    python benchmarks/bench_predict.py [--size 512] [--window 256] [--overlap 32] [--out F.json]
+    python benchmarks/bench_predict.py [--size 512] [--tile 256] [--overlap 32] [--block 1024]
+        [--batch-size 8] [--out F.json]
 
 Each area runs in its own subprocess (so its peak RSS is its own). Inside one run the
 script (1) writes a synthetic 10-band cube of ``size`` x ``size`` (1x) or ``4 size`` x
 ``4 size`` (16x) pixels at 10 m, (2) times the whole ``predict_cube`` call (read, blend,
 write GeoTIFF, COG with overviews) and (3) times the model alone on the same number of
-windows, already in memory, with the same batch size. Pipeline efficiency is end-to-end
-windows/s divided by model-only windows/s of the same run (1.0 = reading and writing cost
+tiles, already in memory, with the same batch size. Pipeline efficiency is end-to-end
+tiles/s divided by model-only tiles/s of the same run (1.0 = reading and writing cost
 nothing visible). The model is the shipped sample's architecture (``unet-resnet34-slim``,
 width 0.375), randomly initialised: the speed is that of the real one. Peak RSS is taken in a
 third process per area that runs ``predict_cube`` alone. Prints JSON naming the hardware
-(``senland_geo.hw.describe()``).
+(``senland_geo.hw.describe()``) and the load averages around each run.
+
+The children run with ``OMP_WAIT_POLICY=PASSIVE`` unless it is set (as ``senland-geo
+predict`` does). ``--busy N`` runs N busy-looping processes for the whole benchmark: a
+controlled background load, to compare figures with and without load.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import resource
 import subprocess
 import sys
@@ -87,7 +93,7 @@ def _model_only(predictor, reader, batches, n: int, batch_size: int) -> float:
     return time.perf_counter() - t0
 
 
-def child(root: Path, size: int, window: int, overlap: int, batch_size: int) -> dict:
+def child(root: Path, size: int, tile: int, overlap: int, block: int, batch_size: int) -> dict:
     """One area in this process: end-to-end and model-only timings, peak RSS."""
     from senland_geo import hw
     from senland_geo.predict import (
@@ -97,21 +103,22 @@ def child(root: Path, size: int, window: int, overlap: int, batch_size: int) -> 
         predict_cube,
     )
 
+    load_start = os.getloadavg()
     cube, ckpt = root / "cube.zarr", root / "model.pt"
     # Warm-up (first-call allocations, oneDNN primitive creation) on a small read.
     predictor = build_predictor(ckpt, batch_size)
-    reader = CubeReader(cube, list(range(10)), window, False)
-    batches = plan_batches(size, size, window, overlap, window)
+    reader = CubeReader(cube, list(range(10)), tile, False)
+    batches = plan_batches(size, size, tile, overlap, block)
     x, _, d = reader.read(batches[0])
     predictor(x[:1], d[:1])
     n = len([w for b in batches for w in b])
     model_seconds = _model_only(predictor, reader, batches, n, batch_size)
     stats: dict = {}
     predict_cube(
-        cube, ckpt, root / "map.tif", window=window, tile=window, overlap=overlap,
+        cube, ckpt, root / "map.tif", tile=tile, overlap=overlap, block=block,
         batch_size=batch_size, progress=False, stats=stats,
     )  # fmt: skip
-    # Model only: the same number of windows, already in memory, same batch size; timed
+    # Model only: the same number of tiles, already in memory, same batch size; timed
     # before and after the end-to-end run (the machine is shared: load drifts).
     model_seconds += _model_only(predictor, reader, batches, stats["tiles"], batch_size)
     model_seconds /= 2
@@ -121,14 +128,16 @@ def child(root: Path, size: int, window: int, overlap: int, batch_size: int) -> 
     return {
         "pixels": size * size,
         "km2": round(stats["km2"], 3),
-        "windows": n,
+        "tiles": n,
         "end_to_end_seconds": round(stats["seconds"], 2),
         "km2_per_second": round(stats["km2"] / stats["seconds"], 4),
-        "end_to_end_windows_per_second": round(e2e, 3),
-        "model_only_windows_per_second": round(model, 3),
+        "end_to_end_tiles_per_second": round(e2e, 3),
+        "model_only_tiles_per_second": round(model, 3),
         "model_seconds_inside_pipeline": round(stats["model_seconds"], 2),
         "pipeline_efficiency": round(e2e / model, 3),
         "peak_rss_mib_with_model_only_timing": round(rss / 1024, 1),
+        "loadavg_start": [round(v, 2) for v in load_start],
+        "loadavg_end": [round(v, 2) for v in os.getloadavg()],
         "hardware": hw.describe("cpu"),
     }
 
@@ -137,9 +146,11 @@ def main() -> None:
     """Run the 1x and 16x areas in subprocesses and print one JSON document."""
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--size", type=int, default=512, help="side of the 1x area in pixels")
-    ap.add_argument("--window", type=int, default=256)
+    ap.add_argument("--tile", type=int, default=256, help="model tile (input size)")
     ap.add_argument("--overlap", type=int, default=32)
+    ap.add_argument("--block", type=int, default=1024, help="pixels per unit of work")
     ap.add_argument("--batch-size", type=int, default=8)
+    ap.add_argument("--busy", type=int, default=0, help="busy-looping processes as load")
     ap.add_argument("--out", type=Path, default=None, help="also write the JSON here")
     ap.add_argument("--child", type=int, default=None, help=argparse.SUPPRESS)
     ap.add_argument("--root", type=Path, default=None, help=argparse.SUPPRESS)
@@ -151,35 +162,34 @@ def main() -> None:
 
             predict_cube(
                 args.root / "cube.zarr", args.root / "model.pt", args.root / "rss.tif",
-                window=args.window, tile=args.window, overlap=args.overlap,
+                tile=args.tile, overlap=args.overlap, block=args.block,
                 batch_size=args.batch_size, progress=False,
             )  # fmt: skip
             print(json.dumps(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss))
             return
-        result = child(args.root, args.child, args.window, args.overlap, args.batch_size)
+        result = child(args.root, args.child, args.tile, args.overlap, args.block, args.batch_size)
         print(json.dumps(result))
         return
-    runs = {}
-    for name, size in (("1x", args.size), ("16x", 4 * args.size)):
-        with tempfile.TemporaryDirectory(prefix="bench-predict-") as tmp:
-            _make_inputs(Path(tmp), size)  # here, so the child's peak RSS is prediction only
-            cmd = [sys.executable, __file__, "--child", str(size), "--root", tmp,
-                   "--window", str(args.window), "--overlap", str(args.overlap),
-                   "--batch-size", str(args.batch_size)]  # fmt: skip
-            proc = subprocess.run(cmd, capture_output=True, text=True, check=True)
-            runs[name] = json.loads(proc.stdout.strip().splitlines()[-1])
-            proc = subprocess.run([*cmd, "--rss-only"], capture_output=True, text=True, check=True)
-            rss = json.loads(proc.stdout.strip().splitlines()[-1])
-        runs[name]["peak_rss_mib_predict_only"] = round(rss / 1024, 1)
+    env = {**os.environ, "OMP_WAIT_POLICY": os.environ.get("OMP_WAIT_POLICY", "PASSIVE")}
+    busy = [subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(args.busy)]
+    try:
+        runs = _run_areas(args, env)
+    finally:
+        for proc in busy:
+            proc.kill()
+            proc.wait()
     hardware = runs["1x"].pop("hardware")
     runs["16x"].pop("hardware")
     result = {
         "benchmark": "senland-geo predict (streaming, in-process, reader thread + writer thread)",
         "hardware": hardware,
         "engine": hardware["engine"],
+        "omp_wait_policy": env["OMP_WAIT_POLICY"],
+        "busy_processes": args.busy,
         "model": "unet-resnet34-slim (width 0.375, 10 bands, 11 classes)",
-        "window": args.window,
+        "tile": args.tile,
         "overlap": args.overlap,
+        "block": args.block,
         "batch_size": args.batch_size,
         "runs": runs,
         "km2_per_second": runs["16x"]["km2_per_second"],
@@ -189,12 +199,32 @@ def main() -> None:
             runs["16x"]["peak_rss_mib_predict_only"] / runs["1x"]["peak_rss_mib_predict_only"] - 1,
             3,
         ),
-        "note": "2 shared vCPUs; other jobs were running, so absolute speeds are lower bounds",
+        "note": "2 shared vCPUs; other jobs may run: absolute speeds under load are lower bounds",
     }
     text = json.dumps(result, indent=1)
     print(text)
     if args.out:
         args.out.write_text(text + "\n")
+
+
+def _run_areas(args: argparse.Namespace, env: dict[str, str]) -> dict[str, dict]:
+    """Run the 1x and 16x areas, each in its own subprocesses (timings, then RSS only)."""
+    runs = {}
+    for name, size in (("1x", args.size), ("16x", 4 * args.size)):
+        with tempfile.TemporaryDirectory(prefix="bench-predict-") as tmp:
+            _make_inputs(Path(tmp), size)  # here, so the child's peak RSS is prediction only
+            cmd = [sys.executable, __file__, "--child", str(size), "--root", tmp,
+                   "--tile", str(args.tile), "--overlap", str(args.overlap),
+                   "--block", str(args.block),
+                   "--batch-size", str(args.batch_size)]  # fmt: skip
+            proc = subprocess.run(cmd, capture_output=True, text=True, check=True, env=env)
+            runs[name] = json.loads(proc.stdout.strip().splitlines()[-1])
+            proc = subprocess.run(
+                [*cmd, "--rss-only"], capture_output=True, text=True, check=True, env=env
+            )
+            rss = json.loads(proc.stdout.strip().splitlines()[-1])
+        runs[name]["peak_rss_mib_predict_only"] = round(rss / 1024, 1)
+    return runs
 
 
 if __name__ == "__main__":

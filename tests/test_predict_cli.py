@@ -42,6 +42,33 @@ def test_predict_writes_a_georeferenced_cog(brandenburg_cube, tiny_checkpoint, t
     assert not list(tmp_path.glob(".*partial*"))
 
 
+def test_model_tile_size_changes_the_map_little(brandenburg_cube, tmp_path):
+    # The check: tiles 128/256/512 with the same overlap, on a real scene with the
+    # shipped (trained) model. A U-Net sees its whole tile, so context beyond the overlap
+    # moves some near-tie pixels; the block size (unit of work) never changes the map
+    # (test_predict_streaming.py), the tile size does, by the amount measured here.
+    from senland_geo.regions import get_region
+
+    ckpt = default_checkpoint(get_region("brandenburg"))
+    maps = {}
+    for tile in (128, 256, 512):
+        out = predict_cube(brandenburg_cube, ckpt, tmp_path / f"m{tile}.tif", tile=tile,
+                           overlap=32, progress=False)  # fmt: skip
+        with rasterio.open(out) as ds:
+            maps[tile] = ds.read(1)
+            assert ds.tags()["tile"] == str(tile) and ds.tags()["overlap"] == "32"
+    shares = {t: np.bincount(m.ravel(), minlength=256) / m.size for t, m in maps.items()}
+    assert (shares[256][[10, 30, 40, 80]] > 0.03).all()  # a varied map, not one class
+    agreement = {
+        (a, b): float((maps[a] == maps[b]).mean()) for a, b in ((128, 256), (128, 512), (256, 512))
+    }
+    print("agreement", agreement)
+    assert min(agreement.values()) >= 0.94, agreement
+    assert agreement[(256, 512)] >= 0.97, agreement
+    for a, b in agreement:  # the class shares move by at most 1.5 points
+        assert np.abs(shares[a] - shares[b]).max() <= 0.015, (a, b)
+
+
 def test_mismatched_checkpoint_is_refused(brandenburg_cube, tiny_checkpoint, tmp_path):
     model, meta = load_checkpoint(tiny_checkpoint)
     bad = dict(meta, bands=["B02", "B03", "B01"])

@@ -281,17 +281,26 @@ def tune(cube_path, region_name, out, model, trials, epochs, patches_per_epoch, 
     type=int,
     default=256,
     show_default=True,
-    help="Block read and predicted as one unit of work (one dask task); does not change the map.",
+    help="Model tile: the model's input size in pixels (multiple of 32).",
 )
 @click.option(
-    "--window",
+    "--overlap",
     type=int,
-    default=256,
+    default=32,
     show_default=True,
-    help="Model input size in pixels (multiple of 32); windows are blended with a Hann window.",
+    help="Overlap of neighbouring tiles in pixels; tiles are blended with a Hann window.",
 )
-@click.option("--overlap", type=int, default=32, show_default=True, help="Window overlap.")
-@click.option("--batch-size", type=int, default=8, show_default=True)
+@click.option(
+    "--block",
+    type=int,
+    default=1024,
+    show_default=True,
+    help="Pixels of a tile row read and predicted as one unit of work (one dask task); "
+    "does not change the map.",
+)
+@click.option(
+    "--batch-size", type=int, default=8, show_default=True, help="Tiles per forward pass."
+)
 @click.option(
     "--scheduler",
     default="local",
@@ -311,9 +320,15 @@ def tune(cube_path, region_name, out, model, trials, epochs, patches_per_epoch, 
     default=None,
     help="Also write a colour PNG preview here.",
 )
-def predict(region_name, out, checkpoint, cube_path, catalog, bbox, start, end, tile, window,
-            overlap, batch_size, scheduler, workers, probabilities, quicklook) -> None:  # fmt: skip
+def predict(region_name, out, checkpoint, cube_path, catalog, bbox, start, end, tile, overlap,
+            block, batch_size, scheduler, workers, probabilities, quicklook) -> None:  # fmt: skip
     """Map a region into a Cloud-Optimized GeoTIFF of land-cover codes."""
+    import os
+
+    # Reading and writing threads share the cores with the model's OpenMP threads; spinning
+    # OpenMP threads starve them, and on a busy machine make 2 threads slower than 1
+    # (docs/performance.md). libgomp reads this once, when torch loads: set it first.
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     from senland_geo.pipeline import predict_region
 
     path = predict_region(
@@ -325,8 +340,8 @@ def predict(region_name, out, checkpoint, cube_path, catalog, bbox, start, end, 
         start=start,
         end=end,
         tile=tile,
-        window=window,
         overlap=overlap,
+        block=block,
         batch_size=batch_size,
         scheduler=None if scheduler in ("none", "inprocess") else scheduler,
         workers=workers,

@@ -199,6 +199,7 @@ def predict_region(
     end: str | None = None,
     tile: int = 256,
     overlap: int = 32,
+    block: int = 1024,
     batch_size: int = 8,
     progress: bool = True,
     scheduler: str | None = "local",
@@ -208,7 +209,6 @@ def predict_region(
     cube: str | Path | None = None,
     label_tile_root: str | None = None,
     stats: dict[str, Any] | None = None,
-    window: int | None = None,
 ) -> Path:
     """Map a region: build or reuse its cube, run the model, write a COG.
 
@@ -220,8 +220,10 @@ def predict_region(
         bbox: Override of the region's bbox.
         start: Override of the season start.
         end: Override of the season end.
-        tile: Block predicted as one unit of work (does not change the map).
-        overlap: Overlap of the model windows.
+        tile: Model tile: the model's input size in pixels (a multiple of 32).
+        overlap: Overlap of neighbouring model tiles in pixels.
+        block: Pixels of a tile row predicted as one unit of work (one dask task); does
+            not change the map.
         batch_size: Tiles per forward pass.
         progress: Show progress bars.
         scheduler: ``"local"`` (a dask LocalCluster, the default), a dask scheduler
@@ -232,15 +234,15 @@ def predict_region(
         cube: Predict this cube store instead of building the region's.
         label_tile_root: Where WorldCover tiles are read from, if a cube is built with labels.
         stats: Filled with timings (see :func:`senland_geo.predict.predict_cube`).
-        window: Model input size (default 256).
 
     Returns:
         The map path.
     """
     from senland_geo import checkpoint as ckpt
-    from senland_geo.predict import check_compatible, check_output_path, predict_cube
+    from senland_geo.predict import check_compatible, check_output_path, check_tiling, predict_cube
 
     out = check_output_path(out)
+    check_tiling(tile, overlap, block)
     if region_name is None and cube is None:
         raise UserError("give --region NAME or --cube PATH")
     region = resolve_region(region_name, bbox=bbox, start=start, end=end) if region_name else None
@@ -270,6 +272,7 @@ def predict_region(
         out,
         tile=tile,
         overlap=overlap,
+        block=block,
         batch_size=batch_size,
         progress=progress,
         provenance=provenance,
@@ -278,5 +281,4 @@ def predict_region(
         probabilities=probabilities,
         quicklook=quicklook,
         stats=stats,
-        window=window,
     )

@@ -1,15 +1,17 @@
 """Tiled, blended, nodata-aware, streaming prediction of a cube into a Cloud-Optimized GeoTIFF.
 
-How a map is made, window by window:
+How a map is made, tile by tile:
 
-1. The scene is cut into overlapping ``window`` x ``window`` model windows on a fixed grid
-   (:func:`tile_origins`: the last window of a row or column is flush with the border, so no
-   edge pixel is lost). The windows depend only on the scene size, ``window`` and
-   ``overlap``. ``tile`` only groups them into *batches* (units of work: one read, one dask
-   task) that never span two window rows, so the map is the same however the work is cut
-   (tile size) or spread (number of workers). Tying the model input to the tile size
-   instead changes the map: a U-Net's receptive field is wider than a tile, and the tiny
-   sample model agreed on only 83-92% of pixels between 128, 256 and 512 px inputs.
+1. The scene is cut into overlapping ``tile`` x ``tile`` model tiles (the model's input) on
+   a fixed grid (:func:`tile_origins`: the last tile of a row or column is flush with the
+   border, so no edge pixel is lost). The tiles depend only on the scene size, ``tile`` and
+   ``overlap``. ``block`` only groups them into *batches* (units of work: one read, one dask
+   task) that never span two tile rows, so the map is bit-identical however the work is cut
+   (block size) or spread (number of workers). The tile size itself changes the map a
+   little: a U-Net sees its whole tile, so a pixel's class can depend on context far from
+   it. With the shipped Brandenburg model and overlap 32, 95-98% of the pixels agree
+   between 128, 256 and 512 px tiles (97-99% with overlap 64), not the 99.9% one would
+   like; ``tests/test_predict_cli.py`` measures it.
 2. Each batch is read from the Zarr cube (one bounding-box read), reduced to the model's
    input ((C, H, W) for single-image models, (T, C, H, W) for time-series models with
    ``meta["temporal"]``) and run through the model. In-process, a reader thread prefetches
@@ -18,7 +20,7 @@ How a map is made, window by window:
    the checkpoint bytes, so remote workers need no copy of it).
 3. Class probabilities are weighted by a 2-D Hann window (floored so scene borders keep
    weight where one tile covers them) and summed into a *strip accumulator* that holds only
-   ``window`` rows of the scene. When a window row is done, the rows no later one touches are
+   ``tile`` rows of the scene. When a tile row is done, the rows no later one touches are
    divided by their summed weights, arg-maxed and written to a tiled GeoTIFF by a writer
    thread; memory does not grow with the number of rows.
 4. Pixels with no valid input (zero in every band and date) get nodata (0). The GeoTIFF is
@@ -30,11 +32,14 @@ How a map is made, window by window:
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import datetime as dt
+import functools
 import inspect
 import json
 import os
 import queue
+import sys
 import threading
 import time
 import uuid
@@ -64,8 +69,12 @@ PROB_SCALE = 254
 PROB_NODATA = 255
 #: GDAL block cache while writing (MiB): bounds memory whatever the map size.
 GDAL_CACHE_MB = 128
-#: Default model input size (pixels); independent of how the work is cut (``tile``).
-DEFAULT_WINDOW = 256
+#: Default model tile: the model's input size in pixels (a multiple of 32).
+DEFAULT_TILE = 256
+#: Default unit of work in pixels: the tiles of one tile row whose origins fall in the same
+#: ``block``-wide column span are read and predicted together (one dask task). Larger blocks
+#: mean fewer reads and tasks; the map does not depend on it.
+DEFAULT_BLOCK = 1024
 #: Longest side of the quicklook PNG in pixels.
 QUICKLOOK_SIZE = 1024
 
@@ -74,6 +83,34 @@ QUICKLOOK_SIZE = 1024
 _PREDICTORS: dict[str, TilePredictor] = {}
 _PREDICTOR_LOCK = threading.Lock()
 _LOADS = 0
+
+
+@functools.cache
+def _glibc() -> Any:
+    """The C library when it is glibc (Linux), else None."""
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+        libc.malloc_trim  # noqa: B018 - missing on musl: AttributeError
+    except (OSError, AttributeError):
+        return None
+    return libc
+
+
+def trim_heap() -> None:
+    """Return the free memory of every malloc arena to the system (glibc; else no-op).
+
+    glibc's mmap threshold grows with the largest block freed (up to 32 MiB), after which
+    tile-sized buffers are carved from the heaps of the thread that allocates them (main,
+    reader, writer, OpenMP threads: one arena each) and their free space is kept: peak RSS
+    crept up with the number of tiles, the more when a busy machine interleaves the threads
+    (measured +15.6% for 16x the area; +10.9% trimming after each tile row). Fixing the
+    threshold (``mallopt``) did as well for memory but cost time in page faults.
+    """
+    libc = _glibc()
+    if libc is not None:
+        libc.malloc_trim(0)
 
 
 def check_output_path(out: str | Path, suffixes: Sequence[str] = (".tif", ".tiff")) -> Path:
@@ -119,6 +156,24 @@ def tile_origins(length: int, tile: int, overlap: int) -> list[int]:
     return starts
 
 
+def check_tiling(tile: int, overlap: int, block: int) -> None:
+    """Refuse a model tile, overlap or work block the prediction cannot use.
+
+    Raises:
+        UserError: ``tile`` is not a positive multiple of 32, ``overlap`` is not in
+            ``[0, tile)``, or ``block`` is not positive.
+    """
+    if tile <= 0 or tile % 32:
+        raise UserError(
+            f"tile {tile} must be a positive multiple of 32 (the U-Nets downsample 5 times); "
+            "try --tile 256"
+        )
+    if not 0 <= overlap < tile:
+        raise UserError(f"overlap {overlap} must be >= 0 and smaller than the tile {tile}")
+    if block < 1:
+        raise UserError(f"block {block} must be a positive number of pixels; try --block 1024")
+
+
 def check_compatible(meta: dict[str, Any], bands: list[str], classes: ClassTable) -> None:
     """Refuse a checkpoint whose bands or classes do not match the cube or region.
 
@@ -162,22 +217,22 @@ class Window:
 
 
 def plan_batches(
-    height: int, width: int, window: int, overlap: int, tile: int | None = None
+    height: int, width: int, tile: int, overlap: int, block: int | None = None
 ) -> list[list[Window]]:
-    """Cut a scene into model windows, grouped into batches (units of work), row by row.
+    """Cut a scene into model tiles, grouped into batches (units of work), row by row.
 
-    The model windows depend only on the scene size, ``window`` and ``overlap``; ``tile``
-    only groups them: the windows of one window row whose origins fall in the same
-    ``tile``-wide column span form one batch (one read, one dask task). A batch never spans
-    two window rows. Nothing depends on the number of workers.
+    The model tiles depend only on the scene size, ``tile`` and ``overlap``; ``block`` only
+    groups them: the tiles of one tile row whose origins fall in the same ``block``-wide
+    column span form one batch (one read, one dask task). A batch never spans two tile
+    rows. Nothing depends on the number of workers.
     """
-    tile = tile or window
+    block = block or tile
     batches: list[list[Window]] = []
-    for r in tile_origins(height, window, overlap):
+    for r in tile_origins(height, tile, overlap):
         groups: dict[int, list[Window]] = {}
-        for c in tile_origins(width, window, overlap):
-            w = Window(r, c, min(window, height - r), min(window, width - c))
-            groups.setdefault(c // tile, []).append(w)
+        for c in tile_origins(width, tile, overlap):
+            w = Window(r, c, min(tile, height - r), min(tile, width - c))
+            groups.setdefault(c // block, []).append(w)
         batches.extend(groups.values())
     return batches
 
@@ -200,25 +255,30 @@ class TilePredictor:
         self._date_mask = temporal and "date_mask" in params
 
     @torch.inference_mode()
-    def __call__(self, tiles: np.ndarray, date_valid: np.ndarray | None = None) -> np.ndarray:
+    def __call__(
+        self,
+        tiles: np.ndarray,
+        date_valid: np.ndarray | None = None,
+        batch_size: int | None = None,
+    ) -> np.ndarray:
         """Predict class probabilities.
 
         Args:
             tiles: ``(N, C, H, W)`` or, for time-series models, ``(N, T, C, H, W)``.
             date_valid: ``(N, T)`` booleans, True where a date has data (time series).
+            batch_size: Tiles per forward pass (default: the predictor's).
 
         Returns:
             ``(N, K, H, W)`` float32 probabilities.
         """
+        step = batch_size or self.batch_size
         out = []
-        for i in range(0, len(tiles), self.batch_size):
+        for i in range(0, len(tiles), step):
             x = self.normalize(
-                torch.from_numpy(
-                    np.ascontiguousarray(tiles[i : i + self.batch_size], dtype=np.float32)
-                )
+                torch.from_numpy(np.ascontiguousarray(tiles[i : i + step], dtype=np.float32))
             )
             if self._date_mask and date_valid is not None:
-                mask = torch.from_numpy(date_valid[i : i + self.batch_size])
+                mask = torch.from_numpy(date_valid[i : i + step])
                 mask[~mask.any(1)] = True  # an all-empty tile: let the model see every date
                 logits = self.model(x, date_mask=mask)
             else:
@@ -255,7 +315,7 @@ def loaded_model_count() -> int:
 
 
 class CubeReader:
-    """Reads batches of windows of a cube's bands, ready for the model.
+    """Reads batches of model tiles of a cube's bands, ready for the model.
 
     Reads go straight to the Zarr array (no dask graph), one bounding box per batch.
     """
@@ -372,9 +432,7 @@ class _MapWriter:
             self.prob.scales = [1.0 / PROB_SCALE] * k
             for i, name in enumerate(classes.names, start=1):
                 self.prob.set_band_description(i, f"P({name})")
-        self.pool = ThreadPoolExecutor(
-            1, thread_name_prefix="senland-writer", initializer=_background_priority
-        )
+        self.pool = ThreadPoolExecutor(1, thread_name_prefix="senland-writer")
         self.pending: deque[Future] = deque()
 
     def submit(self, row: int, codes: np.ndarray, probs: np.ndarray | None) -> None:
@@ -399,14 +457,6 @@ class _MapWriter:
                 self.prob.close()
 
 
-def _background_priority() -> None:
-    """Lower this thread's priority (Linux): I/O helpers yield the cores to the model."""
-    try:
-        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), 10)
-    except (AttributeError, OSError):  # not Linux, or not allowed: run as is
-        pass
-
-
 def _read_ahead(
     reader: CubeReader, batches: Sequence[Sequence[Window]], depth: int
 ) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray]]:
@@ -415,7 +465,6 @@ def _read_ahead(
     stop = threading.Event()
 
     def work() -> None:
-        _background_priority()
         try:
             for b in batches:
                 if stop.is_set():
@@ -439,6 +488,53 @@ def _read_ahead(
                 q.get_nowait()
 
 
+def _predict_in_full_batches(
+    predictor: TilePredictor,
+    reads: Iterator[tuple[np.ndarray, np.ndarray, np.ndarray]],
+    batch_size: int,
+    timing: dict[str, float],
+) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+    """Predict blocks of tiles in forward passes of exactly ``batch_size`` tiles.
+
+    Tiles are taken in scene order across block boundaries, so every forward pass but the
+    last is full whatever the block size: the speed and peak memory depend on
+    ``batch_size``, not on the block or the scene width, and the forward passes (hence the
+    floating-point results) are the same for every block size.
+
+    Yields:
+        ``(probs, valid)`` per block, in the order the blocks were read.
+    """
+    blocks: deque[tuple[int, np.ndarray]] = deque()  # (tiles, valid mask) awaiting results
+    tiles: list[np.ndarray] = []
+    dates: list[np.ndarray] = []
+    done: list[np.ndarray] = []
+
+    def forward(n: int) -> None:
+        x, d = np.stack(tiles[:n]), np.stack(dates[:n])
+        del tiles[:n], dates[:n]
+        t0 = time.perf_counter()
+        done.extend(predictor(x, d, batch_size))
+        timing["model_seconds"] += time.perf_counter() - t0
+
+    def finished() -> Iterator[tuple[np.ndarray, np.ndarray]]:
+        while blocks and len(done) >= blocks[0][0]:
+            n, valid = blocks.popleft()
+            probs = np.stack(done[:n])
+            del done[:n]
+            yield probs, valid
+
+    for x, valid, d in reads:
+        blocks.append((len(x), valid))
+        tiles.extend(x)
+        dates.extend(d)
+        while len(tiles) >= batch_size:
+            forward(batch_size)
+        yield from finished()
+    if tiles:
+        forward(len(tiles))
+    yield from finished()
+
+
 def _run_inprocess(
     cube_path: Path,
     checkpoint: Path,
@@ -453,11 +549,8 @@ def _run_inprocess(
 ) -> Iterator[tuple[np.ndarray, np.ndarray]]:
     predictor = cached_predictor(key, checkpoint, batch_size)
     reader = CubeReader(cube_path, band_index, tile, temporal)
-    for x, valid, dates in _read_ahead(reader, batches, prefetch):
-        t0 = time.perf_counter()
-        probs = predictor(x, dates)
-        timing["model_seconds"] += time.perf_counter() - t0
-        yield probs, valid
+    reads = _read_ahead(reader, batches, prefetch)
+    yield from _predict_in_full_batches(predictor, reads, batch_size, timing)
 
 
 def _predict_task(
@@ -470,14 +563,14 @@ def _predict_task(
     batch: list[Window],
     batch_size: int,
 ) -> tuple[np.ndarray, np.ndarray, float]:
-    """One dask task: read a batch of windows and predict it with the worker's model."""
+    """One dask task: read a batch of tiles and predict it with the worker's model."""
     with _PREDICTOR_LOCK:
         predictor = _PREDICTORS.get(key)
     if predictor is None:  # no plugin ran here (e.g. a worker joined late): load from path
         predictor = cached_predictor(key, checkpoint, batch_size)
     x, valid, dates = CubeReader(cube_path, band_index, tile, temporal).read(batch)
     t0 = time.perf_counter()
-    probs = predictor(x, dates)
+    probs = predictor(x, dates, batch_size)
     # float16 halves the transfer; the same on every worker, so maps stay identical.
     return probs.astype(np.float16), valid, time.perf_counter() - t0
 
@@ -528,7 +621,7 @@ def dask_client(scheduler: str, workers: int | None = None) -> Iterator[Any]:
                 dashboard_address=":0",
                 silence_logs=logging.ERROR,
                 memory_limit=0,
-                env={"OMP_NUM_THREADS": str(threads)},
+                env={"OMP_NUM_THREADS": str(threads), "OMP_WAIT_POLICY": "PASSIVE"},
             ) as cluster,
             Client(cluster) as client,
         ):
@@ -600,12 +693,12 @@ def predict_cube(
     checkpoint: str | Path,
     out: str | Path,
     *,
-    tile: int = 256,
+    tile: int = DEFAULT_TILE,
     overlap: int = 32,
+    block: int = DEFAULT_BLOCK,
     batch_size: int = 8,
     progress: bool = True,
     provenance: dict[str, Any] | None = None,
-    window: int | None = None,
     scheduler: str | None = None,
     workers: int | None = None,
     client: Any = None,
@@ -621,15 +714,16 @@ def predict_cube(
         cube_path: Cube written by ``senland-geo cube``.
         checkpoint: Checkpoint written by ``senland-geo train``.
         out: Destination ``.tif``.
-        tile: Side of the block of the scene read and predicted as one unit of work (one
-            dask task); it changes how the work is cut, not the map.
-        overlap: Overlap between neighbouring model windows in pixels.
-        batch_size: Model windows per forward pass.
+        tile: Model tile: the model's input size in pixels (a multiple of 32). Tiles are
+            laid on a fixed grid of the scene and blended with a Hann window.
+        overlap: Overlap between neighbouring model tiles in pixels.
+        block: Unit of work in pixels: the tiles of a tile row within one ``block``-wide
+            column span are read and predicted together (one dask task). It changes how
+            the work is cut, never the map.
+        batch_size: Model tiles per forward pass.
         progress: Show a progress bar.
         provenance: Extra tags for the map (region, catalog...).
-        window: The model's input size in pixels (default :data:`DEFAULT_WINDOW`); the
-            windows are laid on a fixed grid of the scene, blended with a Hann window.
-        scheduler: None: in this process (a reader thread prefetches windows while the
+        scheduler: None: in this process (a reader thread prefetches tiles while the
             model runs); ``"local"``: a dask LocalCluster; else a dask scheduler address.
         workers: LocalCluster size (default 1 worker using every core).
         client: An existing ``distributed.Client`` (overrides ``scheduler``).
@@ -643,24 +737,14 @@ def predict_cube(
         The path of the written map.
 
     Raises:
-        UserError: Bad output path, tile/overlap, incompatible checkpoint, or a cube with
+        UserError: Bad output path, tile/overlap/block, incompatible checkpoint, or a cube with
             no valid pixel (no file is left behind).
     """
     t_start = time.perf_counter()
     out = check_output_path(out)
     prob_out = check_output_path(probabilities) if probabilities else None
     ql_out = check_output_path(quicklook, (".png",)) if quicklook else None
-    window = window or DEFAULT_WINDOW
-    if not 0 <= overlap < window:
-        raise UserError(
-            f"overlap {overlap} must be >= 0 and smaller than the model window {window}"
-        )
-    if window % 32 or window <= 0:
-        raise UserError(
-            f"window {window} must be a positive multiple of 32 (the U-Nets downsample 5 times)"
-        )
-    if tile < 1:
-        raise UserError(f"tile {tile} must be a positive number of pixels")
+    check_tiling(tile, overlap, block)
     cube_path, checkpoint = Path(cube_path), Path(checkpoint)
     meta = read_meta(checkpoint)
     classes = class_table(meta)
@@ -675,7 +759,7 @@ def predict_cube(
     key = file_sha256(checkpoint)
     grid = store.grid_of(ds)
     height, width = grid["shape"]
-    batches = plan_batches(height, width, window, overlap, tile)
+    batches = plan_batches(height, width, tile, overlap, block)
     n_tiles = sum(len(b) for b in batches)
     timing = {"model_seconds": 0.0}
 
@@ -692,7 +776,6 @@ def predict_cube(
         "cube": str(cube_path),
         "software": f"senland-geo {__version__}",
         "created": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
-        "window": str(window),
         "tile": str(tile),
         "overlap": str(overlap),
         "blending": "hann",
@@ -712,16 +795,17 @@ def predict_cube(
                 n_workers = len(client.scheduler_info().get("workers", {}))
                 tags["hardware"] = f"dask.distributed, {n_workers} workers: " + "; ".join(engines)
                 results = _run_distributed(
-                    client, cube_path, checkpoint, key, band_index, window, temporal, batches,
+                    client, cube_path, checkpoint, key, band_index, tile, temporal, batches,
                     batch_size, timing, on_result,
                 )  # fmt: skip
             else:
                 tags["hardware"] = hw.describe("cpu")["engine"]
                 results = _run_inprocess(
-                    cube_path, checkpoint, key, band_index, window, temporal, batches,
+                    cube_path, checkpoint, key, band_index, tile, temporal, batches,
                     batch_size, prefetch, timing,
                 )  # fmt: skip
-            blender = StripBlender(width, len(classes), window)
+            trim_heap()
+            blender = StripBlender(width, len(classes), tile)
             writer = _MapWriter(tmp, grid, classes, tags, tmp_prob)
             bar = tqdm(total=n_tiles, desc="predict", unit="tile", disable=not progress)
             try:
@@ -745,6 +829,7 @@ def predict_cube(
                             pq = np.rint(p * PROB_SCALE).astype(np.uint8)
                             pq[:, ~ok] = PROB_NODATA
                         writer.submit(start, codes, pq)
+                        trim_heap()  # a tile row's buffers are free now
             finally:
                 bar.close()
                 writer.close()
