@@ -20,7 +20,8 @@ score of the model fitted on the training block alone is kept as ``test_before_r
 
 Every number is on the test block only; nothing is tuned on it. ``goal_met`` per holdout:
 both U-Nets beat the best forest by at least 0.05 mIoU. Prints one JSON document (and
-writes it to ``--out``). Not a test: it trains for minutes (about 15 min on 2 idle cores).
+writes it to ``--out``). Not a test: it trains for minutes (estimated 15-20 min on 2 idle
+cores from the measured idle throughput; ``--quick`` is a 2-epoch smoke run).
 
     python benchmarks/eval_real_data.py --out benchmarks/results-2026-11-22/eval.json
 """
