@@ -23,6 +23,7 @@ import torch
 import torch.nn as nn
 from tqdm.auto import tqdm
 
+from senland_geo.backends.base import adamw
 from senland_geo.checkpoint import load_training_state, save_training_state
 from senland_geo.errors import UserError
 from senland_geo.train_config import TrainConfig, epoch_seed
@@ -69,8 +70,8 @@ class Engine:
         self.loss_fn = loss_fn or SegmentationLoss()
         self.rank, self.world_size = rank, world_size
         self.steps_per_epoch = steps_per_epoch
-        self.optimizer = torch.optim.AdamW(
-            model.parameters(), lr=config.lr, weight_decay=config.weight_decay
+        self.optimizer = adamw(
+            model.parameters(), self.device, lr=config.lr, weight_decay=config.weight_decay
         )
         self.scheduler = torch.optim.lr_scheduler.OneCycleLR(
             self.optimizer,
