@@ -219,3 +219,48 @@ def test_cloud_check_stops_early_and_keeps_its_outcome(aligned, monkeypatch):
     last = cloudy.copy(data=cloudy.values)
     last[-1, 0, -1, -1] = 4
     _check_not_all_cloudy(last.chunk({"y": 48, "x": 48}), region)
+
+
+def test_open_datasets_are_shared_by_threads_and_bounded(aligned, monkeypatch):
+    """A dataset one thread opened serves the next task on another thread.
+
+    Each is closed once it has served BYTES_PER_OPEN bytes.
+    """
+    import threading
+
+    tmp, features = aligned
+    catalog = _write_items(tmp, features)
+    direct, warped = _stack(catalog, True), _stack(catalog, False)
+    with dask.config.set(scheduler="threads", num_workers=2):
+        want = warped.values
+    graph = dict(direct.data.__dask_graph__())
+    plan = graph[(direct.data.name, 0, 0, 0, 0)][1]
+    n_assets = sum(1 for url in plan.urls.ravel() if url)
+    opened: list[str] = []
+    real_open = aligned_read._open
+    monkeypatch.setattr(
+        aligned_read, "_open", lambda url, plan: opened.append(url) or real_open(url, plan)
+    )
+    monkeypatch.setattr(aligned_read, "BYTES_PER_OPEN", 10**12)  # never closed for size
+    aligned_read.close_idle()
+    got = {}
+
+    def task(rows, cols):
+        got[rows, cols] = aligned_read.read_chunk(plan, rows, cols)
+
+    for rows, cols in [((0, 48), (0, 48)), ((48, 96), (48, 96))]:  # one thread after another
+        worker = threading.Thread(target=task, args=(rows, cols))
+        worker.start()
+        worker.join()
+    assert len(opened) == n_assets == 8  # the second thread opened nothing
+    np.testing.assert_array_equal(got[(0, 48), (0, 48)], want[:, :, :48, :48])
+    np.testing.assert_array_equal(got[(48, 96), (48, 96)], want[:, :, 48:96, 48:96])
+    assert sum(len(v) for v in aligned_read._idle.values()) == n_assets
+    # Closed after every read: each chunk task reopens, the values unchanged.
+    aligned_read.close_idle()
+    opened.clear()
+    monkeypatch.setattr(aligned_read, "BYTES_PER_OPEN", 1)
+    with dask.config.set(scheduler="threads", num_workers=2):
+        np.testing.assert_array_equal(direct.values, want)
+    assert len(opened) > 4 * n_assets  # 9 chunks, most of which meet most assets
+    assert not aligned_read._idle  # every dataset closed after serving its quota

@@ -30,22 +30,29 @@ from rasterio import windows
 from rasterio.enums import MaskFlags, Resampling
 from rasterio.windows import Window
 
-#: Open datasets kept per thread (least recently used ones are closed first).
+#: Idle open datasets kept for reuse, over all assets (least recently used closed first).
 CACHE_SIZE = 128
 
 #: Decoded bytes an open dataset may serve before it is closed. GDAL keeps every block a
 #: dataset decoded in its block cache until the dataset closes, and a chunk task touches
 #: every asset, so datasets left open would hold the whole cube (RSS growing with it).
-#: Closing each after 640 KiB bounds that to under 1 MiB per asset and thread, at the cost
-#: of a reopen (about 1 ms): a 10 m band's every two 512 px chunks, a 20 m band's every
-#: five. (At 1 MiB the 4x benchmark cube peaked 30% above the base one; at 640 KiB, 8%.)
-BYTES_PER_OPEN = 640 * 2**10
+#: Closing each after 1 MiB bounds that per open dataset, at the cost of a reopen (about
+#: 1 ms): a 10 m band's every two 512 px chunks, a 20 m band's every eight. Open datasets
+#: are shared by the threads (one task at a time), so about one per asset is open. (With
+#: per-thread datasets, 1 MiB made the 4x benchmark cube peak 30% above the base one; with
+#: shared ones 4%. Bounding GDAL_CACHEMAX instead does not help: with a 16 MiB cache and
+#: datasets never closed, the 4x cube's reads still peaked 40% higher, see
+#: docs/performance.md.)
+BYTES_PER_OPEN = 2**20
 
 #: Source data types read directly (their values fit uint16 unchanged).
 DIRECT_DTYPES = ("uint8", "uint16")
 
 _TOL = 1e-6  # tolerance, in output pixels, for "a whole number of pixels"
-_local = threading.local()
+#: Open datasets not in use, by (plan session, url): a dataset serves one task at a time,
+#: any thread (GDAL handles must not be used concurrently, but may change threads).
+_idle: OrderedDict[tuple[str, str], list] = OrderedDict()
+_idle_lock = threading.Lock()
 
 
 @dataclass(frozen=True)
@@ -59,7 +66,7 @@ class Plan:
             its window does not meet).
         spec: stackstac's output ``RasterSpec`` (CRS, bounds, resolution).
         env: stackstac ``LayeredEnv`` with the GDAL options for opening and reading.
-        session: Identifies this plan's open datasets in the per-thread cache.
+        session: Identifies this plan's open datasets among the idle ones kept for reuse.
         checked: Per asset, what its file turned out to be on first open (its factors on
             the output grid, or None: read it through stackstac), so a reopen skips the
             checks.
@@ -190,17 +197,25 @@ def read_chunk(plan: Plan, rows: tuple[int, int], cols: tuple[int, int]) -> np.n
     c0, c1 = cols
     out = np.zeros(plan.urls.shape + (r1 - r0, c1 - c0), dtype=np.uint16)
     chunk = Window.from_slices(rows, cols)
+    assets = list(np.ndindex(*plan.urls.shape))
+    # Start each chunk at another asset, so tasks running side by side rarely want the
+    # same dataset at once (each would need its own open handle).
+    start = (r0 // max(1, r1 - r0) * 7 + c0 // max(1, c1 - c0) * 3) % max(1, len(assets))
     with plan.env.open:  # one GDAL environment for the task (entering one costs ~0.3 ms)
-        for (t, b), url in np.ndenumerate(plan.urls):
+        for t, b in assets[start:] + assets[:start]:
+            url = plan.urls[t, b]
             if not url:
                 continue
             # stackstac reads an asset only if its window meets the chunk
             if not windows.intersect(chunk, plan.windows[t, b]):
                 continue
-            source = _source(plan, url)
-            source.served += source.read_into(out[t, b], rows, cols)
-            if source.served >= BYTES_PER_OPEN:
-                _drop(plan, url)
+            source = _acquire(plan, url)
+            try:
+                source.served += source.read_into(out[t, b], rows, cols)
+            except BaseException:
+                source.close()
+                raise
+            _release(plan, url, source)
     return out
 
 
@@ -309,32 +324,48 @@ def _open(url: str, plan: Plan) -> _Direct | _Warped:
     return _Direct(url, ds, factors)
 
 
-def _source(plan: Plan, url: str) -> _Direct | _Warped:
-    """This thread's open dataset for ``url`` in ``plan`` (a small LRU cache per thread)."""
-    cache: OrderedDict | None = getattr(_local, "cache", None)
-    if cache is None:
-        cache = _local.cache = OrderedDict()
+def _acquire(plan: Plan, url: str) -> _Direct | _Warped:
+    """An idle open dataset for ``url`` in ``plan``, else a newly opened one (now in use)."""
     key = (plan.session, url)
-    source = cache.get(key)
-    if source is not None:
-        cache.move_to_end(key)
-        return source
-    source = _open(url, plan)
-    cache[key] = source
-    while len(cache) > CACHE_SIZE:
-        _key, old = cache.popitem(last=False)
-        old.close()
-    return source
+    with _idle_lock:
+        free = _idle.get(key)
+        if free:
+            source = free.pop()
+            if not free:
+                del _idle[key]
+            return source
+    return _open(url, plan)
 
 
-def _drop(plan: Plan, url: str) -> None:
-    cache: OrderedDict = _local.cache
-    cache.pop((plan.session, url)).close()
+def _release(plan: Plan, url: str, source: _Direct | _Warped) -> None:
+    """Return a dataset after use: idle for the next task, or closed.
+
+    Closed once it has served :data:`BYTES_PER_OPEN`; the least recently used idle ones
+    are closed when more than :data:`CACHE_SIZE` are idle.
+    """
+    if source.served >= BYTES_PER_OPEN:
+        source.close()
+        return
+    key = (plan.session, url)
+    evicted = []
+    with _idle_lock:
+        _idle.setdefault(key, []).append(source)
+        _idle.move_to_end(key)
+        total = sum(len(v) for v in _idle.values())
+        while total > CACHE_SIZE:
+            old_key, old = next(iter(_idle.items()))
+            evicted.append(old.pop(0))
+            if not old:
+                del _idle[old_key]
+            total -= 1
+    for old_source in evicted:
+        old_source.close()
 
 
-def close_thread_cache() -> None:
-    """Close the datasets this thread keeps open."""
-    cache: OrderedDict | None = getattr(_local, "cache", None)
-    while cache:
-        _key, old = cache.popitem(last=False)
-        old.close()
+def close_idle() -> None:
+    """Close the open datasets kept for reuse."""
+    with _idle_lock:
+        sources = [s for free in _idle.values() for s in free]
+        _idle.clear()
+    for source in sources:
+        source.close()
