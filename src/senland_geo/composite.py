@@ -114,10 +114,13 @@ def median_block(
     for g, index in enumerate(groups):
         if len(index) == 0:
             continue
-        shifted = block[np.ix_(list(index), keep)]  # a copy
-        shifted *= valid[list(index), None]  # masked observations -> 0
-        shifted -= np.uint16(1)  # 0 (masked or no data) -> 65535, the rest minus one
-        out[g] = _median_shifted(shifted)
+        index = list(index)
+        use = valid[index]
+        for j, band in enumerate(keep):  # band by band: small temporaries, cache-friendly
+            shifted = block[index, band]  # a copy
+            shifted *= use  # masked observations -> 0
+            shifted -= np.uint16(1)  # 0 (masked or no data) -> 65535, the rest minus one
+            out[g, j] = _median_shifted(shifted)
     return out
 
 
