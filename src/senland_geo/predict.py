@@ -92,29 +92,10 @@ def _glibc() -> Any:
         return None
     try:
         libc = ctypes.CDLL("libc.so.6")
-        libc.mallopt, libc.malloc_trim  # noqa: B018 - missing on musl: AttributeError
+        libc.malloc_trim  # noqa: B018 - missing on musl: AttributeError
     except (OSError, AttributeError):
         return None
     return libc
-
-
-#: glibc malloc: blocks of at least this many bytes get their own mapping, unmapped on free.
-MMAP_THRESHOLD = 4 << 20
-_M_MMAP_THRESHOLD = -3  # mallopt parameter number in glibc's malloc.h
-
-
-@functools.cache
-def bound_heap() -> None:
-    """Fix glibc's mmap threshold at :data:`MMAP_THRESHOLD` (process-wide, once; else no-op).
-
-    By default the threshold grows with the largest block freed, up to 32 MiB; from then on
-    the model's activations (4-35 MiB for 8 tiles of 256 px) are carved from the heaps and
-    fragment them, so peak RSS grew with the number of forward passes: +21% for 16x the
-    area (bench, tile 256, batch 8), +15% with the threshold fixed, at no measured cost.
-    """
-    libc = _glibc()
-    if libc is not None:
-        libc.mallopt(_M_MMAP_THRESHOLD, MMAP_THRESHOLD)
 
 
 def trim_heap() -> None:
@@ -124,8 +105,9 @@ def trim_heap() -> None:
     tile-sized buffers are carved from the heaps of the thread that allocates them (main,
     reader, writer, OpenMP threads: one arena each) and their free space is kept: peak RSS
     crept up with the number of tiles, the more when a busy machine interleaves the threads
-    (measured +15.6% for 16x the area; +10.9% trimming after each tile row). Fixing the
-    threshold (``mallopt``) did as well for memory but cost time in page faults.
+    (test config, tile 128, batch 4: +15.6% for 16x the area; +10.9% trimming after each
+    tile row). Fixing the threshold with ``mallopt`` (4 MiB) helped in that config but not
+    in the benchmark's (tile 256, batch 8), so it is not done.
     """
     libc = _glibc()
     if libc is not None:
@@ -823,7 +805,6 @@ def predict_cube(
                     cube_path, checkpoint, key, band_index, tile, temporal, batches,
                     batch_size, prefetch, timing,
                 )  # fmt: skip
-            bound_heap()
             trim_heap()
             blender = StripBlender(width, len(classes), tile)
             writer = _MapWriter(tmp, grid, classes, tags, tmp_prob)
