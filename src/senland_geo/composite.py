@@ -115,6 +115,10 @@ def median_block(
         if len(index) == 0:
             continue
         index = list(index)
+        if len(index) == 1:  # the median of one value: the value where it is used
+            for j, band in enumerate(keep):
+                np.multiply(block[index[0], band], valid[index[0]], out=out[g, j])
+            continue
         use = valid[index]
         for j, band in enumerate(keep):  # band by band: small temporaries, cache-friendly
             shifted = block[index, band]  # a copy
