@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pickle
 from pathlib import Path
 
 import numpy as np
@@ -18,6 +19,7 @@ from torchgeo.samplers import GridGeoSampler, RandomBatchGeoSampler, RandomGeoSa
 from senland_geo import store
 from senland_geo.classes import IGNORE_INDEX, WORLDCOVER
 from senland_geo.datasets import (
+    ChunkCache,
     CubeDataset,
     CubeLabelDataset,
     LabeledCubeDataset,
@@ -25,6 +27,7 @@ from senland_geo.datasets import (
     RasterLabelDataset,
     check_patch_size,
     collate_patches,
+    read_window,
 )
 from senland_geo.errors import UserError
 from senland_geo.splits import LeakageError, Split, region_holdout, subset
@@ -229,3 +232,105 @@ def test_area_holdout_over_several_cubes(brandenburg_cube, tmp_path):
         MultiCubeDataset([CubeDataset(west), CubeDataset(utm32)])
     with pytest.raises(UserError, match="different CRSs"):
         region_holdout({"west": west, "u": utm32}, test="u")
+
+
+def _query(ds, rows: slice, cols: slice) -> tuple[slice, slice, slice]:
+    """The TorchGeo query of a pixel window of ``ds``'s grid."""
+    minx, _, _, maxy = ds.grid["bounds"]
+    res = ds.grid["res"]
+    return (
+        slice(minx + cols.start * res, minx + cols.stop * res),
+        slice(maxy - rows.stop * res, maxy - rows.start * res),
+        slice(None, None),
+    )
+
+
+# Windows crossing 0, 1 (cols), 1 (rows) and 2 chunk borders of the sample's 512 px chunks.
+WINDOWS = [
+    (slice(10, 74), slice(20, 84)),
+    (slice(100, 164), slice(490, 554)),
+    (slice(480, 544), slice(100, 164)),
+    (slice(490, 554), slice(1000, 1064)),
+]
+
+
+def test_chunk_cache_patches_equal_direct_zarr_slices(brandenburg_cube, series_cube):
+    group = zarr.open_group(brandenburg_cube, mode="r")
+    refl, labels = group["reflectance"], group["labels"]
+    assert refl.chunks == (1, 10, 512, 512) and labels.chunks == (512, 512)
+    cached = CubeDataset(brandenburg_cube, in_memory=False)
+    uncached = CubeDataset(brandenburg_cube, in_memory=False, chunk_cache_bytes=0)
+    label_ds = CubeLabelDataset(brandenburg_cube, WORLDCOVER, in_memory=False)
+    for rows, cols in WINDOWS:
+        direct = refl[:, :, rows, cols]
+        read = cached._read("reflectance", rows, cols)
+        assert read.dtype == direct.dtype == np.uint16 and np.array_equal(read, direct)
+        query = _query(cached, rows, cols)
+        image = cached[query]["image"]
+        assert torch.equal(image, torch.from_numpy(direct[0].astype(np.float32)))
+        assert torch.equal(image, uncached[query]["image"])  # cache 0: same result
+        codes = label_ds._read("labels", rows, cols)
+        assert codes.dtype == np.uint8 and np.array_equal(codes, labels[rows, cols])
+        mask = label_ds[query]["mask"]
+        assert torch.equal(mask, torch.from_numpy(WORLDCOVER.code_to_index_lut()[codes]))
+    assert len(uncached.chunk_cache) == 0 and cached.chunk_cache.hits > 0
+    # 6 distinct chunks touched (1 + 2 + 2 + 4 with 3 repeats), all kept: 3 full ones and
+    # 3 of the 256-row bottom edge (the sample is 768 rows).
+    assert len(label_ds.chunk_cache) == len(cached.chunk_cache) == 6
+    assert cached.chunk_cache.nbytes == 3 * 10 * (512 + 256) * 512 * 2
+
+    # Time series (4 dates whole in 128 px chunks), season subset, across 4 chunks.
+    series = zarr.open_group(series_cube, mode="r")["reflectance"]
+    lazy = CubeDataset(series_cube, in_memory=False, time_series=True, season=(3, 4))
+    rows, cols = slice(100, 164), slice(120, 184)
+    sample = lazy[_query(lazy, rows, cols)]
+    assert sample["image"].shape == (2, 10, 64, 64)
+    expected = series[1:3, :, rows, cols].astype(np.float32)
+    assert torch.equal(sample["image"], torch.from_numpy(expected))
+    assert len(lazy.chunk_cache) == 4
+
+
+def test_read_window_stitches_chunks_of_every_dimension():
+    data = np.arange(3 * 5 * 10 * 9, dtype=np.uint16).reshape(3, 5, 10, 9)
+    array = zarr.create_array(store={}, shape=data.shape, chunks=(1, 2, 4, 4), dtype=data.dtype)
+    array[...] = data
+    cache = ChunkCache(1 << 20)
+    for rows, cols in [
+        (slice(0, 10), slice(0, 9)),
+        (slice(3, 9), slice(2, 7)),
+        (slice(4, 8), slice(4, 8)),
+        (slice(9, 10), slice(8, 9)),
+    ]:
+        out = read_window(array, rows, cols, cache)
+        assert out.dtype == np.uint16 and np.array_equal(out, data[:, :, rows, cols])
+    assert len(cache) == 3 * 3 * 3 * 3  # every chunk once
+    # Cached chunks are read-only; a stitched window is a fresh array.
+    assert not any(chunk.flags.writeable for chunk in cache._chunks.values())
+    read_window(array, slice(4, 8), slice(4, 8), cache)[0, 0, 0, 0] = 1
+    assert read_window(array, slice(4, 8), slice(4, 8), cache)[0, 0, 0, 0] == data[0, 0, 4, 4]
+
+
+def test_chunk_cache_byte_bound_lru_and_pickling(brandenburg_cube):
+    chunk = 10 * 512 * 512 * 2  # one decoded reflectance chunk
+    ds = CubeDataset(brandenburg_cube, in_memory=False, chunk_cache_bytes=2 * chunk + 100)
+    cache = ds.chunk_cache
+    for rows, cols in [
+        (slice(0, 64), slice(0, 64)),
+        (slice(0, 64), slice(600, 664)),
+        (slice(0, 64), slice(10, 74)),
+        (slice(0, 64), slice(1100, 1164)),
+    ]:
+        ds[_query(ds, rows, cols)]
+        assert cache.nbytes <= cache.max_bytes and len(cache) <= 2
+    # Chunk column 1 was least recently used (column 0 was hit again) and was evicted.
+    assert list(cache._chunks) == [("reflectance", (0, 0, 0, 0)), ("reflectance", (0, 0, 0, 2))]
+    assert (cache.hits, cache.misses) == (1, 3)
+    # A chunk above the bound is returned, never kept.
+    tiny = ChunkCache(100)
+    assert tiny.get(("x",), lambda: np.ones(1000)).sum() == 1000 and len(tiny) == 0
+    # Unpickled (a spawned DataLoader worker): the bound survives, the contents do not.
+    clone = pickle.loads(pickle.dumps(ds))
+    assert clone.chunk_cache.max_bytes == 2 * chunk + 100 and len(clone.chunk_cache) == 0
+    assert len(cache) == 2
+    with pytest.raises(UserError, match="chunk_cache_bytes -1 must be a byte count"):
+        CubeDataset(brandenburg_cube, chunk_cache_bytes=-1)
