@@ -32,6 +32,7 @@ from senland_geo import hw, registry, store
 from senland_geo.augment import FlipRotate, kornia_flip_rotate
 from senland_geo.classes import WORLDCOVER
 from senland_geo.datasets import (
+    CHUNK_CACHE_BYTES,
     CubeDataset,
     CubeLabelDataset,
     LabeledCubeDataset,
@@ -253,7 +254,11 @@ def main() -> None:
 
         cube = build_region_cube(get_region("brandenburg"), tmp / "brandenburg.zarr")
     n = args.patches
-    result: dict = {"engine": hw.describe("cpu"), "load_average_start": hw.load_average()}
+    result: dict = {
+        "engine": hw.describe("cpu"),
+        "load_average_start": hw.load_average(),
+        "chunk_cache_bytes": CHUNK_CACHE_BYTES,  # lazy datasets' decoded-chunk LRU bound
+    }
 
     # Single date.
     lazy = CubeDataset(cube, in_memory=False)
@@ -263,6 +268,9 @@ def main() -> None:
     cog = S2Cog(write_cogs(cube, tmp / "cog1")[0].parent)
     single = {
         "zarr_lazy": rate(lazy, queries),
+        "zarr_lazy_no_chunk_cache": rate(
+            CubeDataset(cube, in_memory=False, chunk_cache_bytes=0), queries
+        ),
         "zarr_in_memory": rate(CubeDataset(cube, in_memory=True), queries),
         "torchgeo_rasterdataset_cog": rate(cog, queries),
         "intersection_image_and_labels": rate(
@@ -292,6 +300,9 @@ def main() -> None:
     n_cog = max(10, n // 5)  # 32 reads per patch: fewer patches keep the run short
     multi = {
         "zarr_lazy": rate(s_lazy, s_queries),
+        "zarr_lazy_no_chunk_cache": rate(
+            CubeDataset(series, in_memory=False, chunk_cache_bytes=0), s_queries
+        ),
         "zarr_in_memory": rate(CubeDataset(series, in_memory=True), s_queries),
         "torchgeo_rasterdataset_cog_per_date_stacked": series_rate(cogs, s_queries[:n_cog]),
         "chunks": list(s_lazy.array.chunks),
