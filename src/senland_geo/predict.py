@@ -622,7 +622,11 @@ def dask_client(scheduler: str, workers: int | None = None) -> Iterator[Any]:
                 dashboard_address=":0",
                 silence_logs=logging.ERROR,
                 memory_limit=0,
-                env={"OMP_NUM_THREADS": str(threads), "OMP_WAIT_POLICY": "PASSIVE"},
+                env={
+                    "OMP_NUM_THREADS": str(threads),
+                    # passive unless the user chose a policy (docs/performance.md)
+                    "OMP_WAIT_POLICY": os.environ.get("OMP_WAIT_POLICY", "PASSIVE"),
+                },
             ) as cluster,
             Client(cluster) as client,
         ):
