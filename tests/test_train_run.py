@@ -79,3 +79,87 @@ def test_flip_rotate_facade_is_an_exact_permutation():
         assert sorted(out[b].flatten().tolist()) == x[b].flatten().tolist()
     with pytest.raises(ValueError, match="does not match"):
         flip_rotate(x, torch.zeros(3, 4, 4))
+
+
+def test_class_weighted_loss_matches_weighted_cross_entropy():
+    from senland_geo.train import SegmentationLoss
+    from senland_geo.train_loss import class_weights_from_counts
+
+    w = class_weights_from_counts(np.array([90, 10, 0]), 0.5)
+    assert w[1] / w[0] == pytest.approx(3.0) and float(w[:2].mean()) == pytest.approx(1.0)
+    assert w[2] == 1.0
+    logits = torch.randn(2, 3, 4, 4, generator=torch.Generator().manual_seed(0))
+    target = torch.randint(0, 2, (2, 4, 4), generator=torch.Generator().manual_seed(1))
+    weighted = SegmentationLoss(dice_weight=0, class_weights=w)(logits, target)
+    expected = torch.nn.functional.cross_entropy(logits, target, weight=w)
+    assert float(weighted) == pytest.approx(float(expected), rel=1e-6)
+    plain = SegmentationLoss(dice_weight=0)(logits, target)
+    assert abs(float(weighted) - float(plain)) > 1e-3
+    from senland_geo.errors import UserError
+
+    with pytest.raises(UserError, match="class_weight_power=-1"):
+        class_weights_from_counts(np.array([1, 2]), -1)
+
+
+class _Flat:
+    """A one-box labelled 'dataset' for evaluate_boxes."""
+
+    bounds = (0, 1, 0, 1, None)
+
+    def __init__(self, image: torch.Tensor, mask: torch.Tensor) -> None:
+        self.sample = {"image": image, "mask": mask, "valid": torch.ones_like(mask, dtype=bool)}
+
+    def __getitem__(self, query):
+        return self.sample
+
+
+def test_evaluate_boxes_with_flips_scores_the_flip_averaged_prediction():
+    from senland_geo.train_eval import FlipAverage, evaluate_boxes, label_counts, predict_array
+
+    torch.manual_seed(0)
+    model = torch.nn.Conv2d(2, 3, 3, padding=1)  # not flip-equivariant
+    image = torch.randn(2, 32, 32)
+    tta = predict_array(FlipAverage(model), image, tile=32)
+    plain = predict_array(model, image, tile=32)
+    assert (tta != plain).any()
+    data = _Flat(image, tta)  # labels = the flip-averaged prediction
+    ident = torch.nn.Identity()
+    with_flips = evaluate_boxes(model, data, [(0, 0, 1, 1)], 3, ident, tile=32, flips=True)
+    without = evaluate_boxes(model, data, [(0, 0, 1, 1)], 3, ident, tile=32)
+    assert with_flips.compute()["overall_accuracy"] == pytest.approx(1.0)
+    assert without.compute()["overall_accuracy"] < 1.0
+    counts = label_counts(data, [(0, 0, 1, 1), (0, 0, 1, 1)], 3)
+    np.testing.assert_array_equal(counts, 2 * np.bincount(tta.ravel().numpy(), minlength=3))
+
+
+def test_train_on_split_uses_class_weights_and_test_flips(brandenburg_cube, tmp_path, monkeypatch):
+    from senland_geo import train_run
+    from senland_geo.train_eval import label_counts
+
+    calls = []
+    real = train_run.evaluate_boxes
+
+    def spy(*args, **kwargs):
+        calls.append(kwargs.get("flips", False))
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(train_run, "evaluate_boxes", spy)
+    config = TrainConfig(
+        model="unet-resnet34-slim", epochs=1, patches_per_epoch=4, batch_size=4,
+        patch_size=32, eval_tile=256, threads=1, plots=False,
+        class_weight_power=0.5, test_flips=True,
+    )  # fmt: skip
+    train_boxes = [_cols(0, 400)]
+    metrics = train_on_split(
+        brandenburg_cube, tmp_path, config, train_boxes=train_boxes,
+        val_boxes=[_cols(416, 684)], test_boxes=[_cols(1016, 1536)], progress=False,
+    )  # fmt: skip
+    assert calls == [False, True]  # validation plain, test with flips
+    from senland_geo.classes import WORLDCOVER
+    from senland_geo.datasets import LabeledCubeDataset
+    from senland_geo.train_loss import class_weights_from_counts
+
+    counts = label_counts(LabeledCubeDataset(brandenburg_cube, WORLDCOVER), train_boxes, 11)
+    expected = class_weights_from_counts(counts, 0.5)
+    np.testing.assert_allclose(metrics["class_weights"], expected.numpy(), atol=1e-4)
+    assert max(metrics["class_weights"]) > 2 * min(metrics["class_weights"])

@@ -22,7 +22,7 @@ from __future__ import annotations
 import contextlib
 import time
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -33,6 +33,8 @@ import torch.nn as nn
 from senland_geo.classes import IGNORE_INDEX, WORLDCOVER, ClassTable
 from senland_geo.errors import UserError
 from senland_geo.metrics import ConfusionMatrix
+from senland_geo.train_eval import FlipAverage
+from senland_geo.train_loss import SegmentationLoss, class_weights_from_counts
 
 #: Band order of the eo-learn sample (Sentinel-2 L1C, all 13 bands).
 SLOVENIA_BANDS = [
@@ -309,15 +311,10 @@ def class_weights(labels: np.ndarray, num_classes: int, power: float = 0.5) -> t
     Classes absent from ``labels`` get weight 1 (they never occur as targets).
     """
     counts = np.bincount(labels[labels != IGNORE_INDEX].ravel(), minlength=num_classes)
-    present = counts > 0
-    weights = np.ones(num_classes)
-    if present.any():
-        w = (counts[present] / counts.sum()) ** -power
-        weights[present] = w / w.mean()
-    return torch.tensor(weights, dtype=torch.float32)
+    return class_weights_from_counts(counts, power)
 
 
-class BalancedLoss(nn.Module):
+class BalancedLoss(SegmentationLoss):
     """Class-weighted cross-entropy + multiclass Dice, both ignoring unlabelled pixels.
 
     Args:
@@ -326,37 +323,28 @@ class BalancedLoss(nn.Module):
     """
 
     def __init__(self, weights: torch.Tensor, dice_weight: float = 1.0) -> None:
+        super().__init__(dice_weight=dice_weight, class_weights=weights)
+
+
+class SoftmaxEnsemble(nn.Module):
+    """Mean softmax of several networks, returned as log-probabilities.
+
+    The output's softmax (and argmax) is the averaged probability, so it composes with
+    :class:`FlipAverage` and :func:`senland_geo.train.predict_array`.
+    """
+
+    def __init__(self, models: Sequence[nn.Module]) -> None:
         super().__init__()
-        import segmentation_models_pytorch as smp
-
-        self.ce = nn.CrossEntropyLoss(weight=weights, ignore_index=IGNORE_INDEX)
-        self.dice = smp.losses.DiceLoss(mode="multiclass", ignore_index=IGNORE_INDEX)
-        self.dice_weight = dice_weight
-
-    def forward(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-        """Return the loss of ``logits`` (B, K, H, W) against ``target`` (B, H, W)."""
-        if not (target != IGNORE_INDEX).any():
-            return logits.sum() * 0.0
-        return self.ce(logits, target) + self.dice_weight * self.dice(logits, target)
-
-
-class FlipAverage(nn.Module):
-    """Test-time augmentation: mean softmax over the four flips of the input."""
-
-    def __init__(self, model: nn.Module) -> None:
-        super().__init__()
-        self.model = model
+        self.models = nn.ModuleList(models)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """Return averaged class probabilities ``(B, K, H, W)``."""
+        """Return ``log(mean softmax)`` ``(B, K, H, W)``."""
         total = 0
-        for dims in ((), (-1,), (-2,), (-2, -1)):
-            xi = x.flip(dims) if dims else x
-            out = self.model(xi)
+        for model in self.models:
+            out = model(x)
             out = out[0] if isinstance(out, list | tuple) else out
-            prob = out.float().softmax(1)
-            total = total + (prob.flip(dims) if dims else prob)
-        return total / 4
+            total = total + out.float().softmax(1)
+        return torch.log(total / len(self.models) + 1e-12)
 
 
 class CropSampler:
@@ -424,6 +412,8 @@ class Recipe:
             block, buffer, validation block) for the best epoch count; score that model.
         eval_tile: Tile side of whole-block prediction.
         seed: Seed of initialisation, crops and augmentation.
+        seeds: Seed ensemble size: train ``seeds`` networks (seeds ``seed``,
+            ``seed + 1``, ...) and average their softmax; costs ``seeds`` times the time.
         precision: ``fp32`` or ``bf16``.
         model_options: Builder options of the model.
     """
@@ -441,6 +431,7 @@ class Recipe:
     refit: bool = True
     eval_tile: int = 512
     seed: int = 0
+    seeds: int = 1
     precision: str = "bf16"
     model_options: dict[str, Any] = field(default_factory=dict)
 
@@ -548,6 +539,15 @@ def _fit(
     return _Fitted(model, normalize, state, ips)
 
 
+def _ensemble(fitted: Sequence[_Fitted]) -> _Fitted:
+    """One :class:`_Fitted` averaging the softmax of several (one: unchanged)."""
+    if len(fitted) == 1:
+        return fitted[0]
+    model = SoftmaxEnsemble([f.model for f in fitted])
+    ips = round(float(np.mean([f.images_per_second for f in fitted])), 1)
+    return _Fitted(model, fitted[0].normalize, fitted[0].state, ips)
+
+
 def _score(fitted: _Fitted, data: SceneData, part: str, r: Recipe, *, tta: bool) -> dict:
     from senland_geo.train import predict_array
 
@@ -585,31 +585,45 @@ def train_in_memory(
         ``best_epoch``, ``epochs_run``, ``history``, ``seconds`` and ``parameters``.
     """
     r = recipe or Recipe()
+    if r.seeds < 1:
+        raise UserError(f"recipe seeds={r.seeds} must be at least 1 (the ensemble size)")
     images = [data.image, *extra_images]
     t0 = time.perf_counter()
-    first = _fit(
-        model_name, data, r, images, data.columns["train"], epochs=r.epochs, early_stopping=True
-    )
-    state = first.state
-    validation = _score(first, data, "val", r, tta=r.flip_tta) if r.flip_tta else state["best_val"]
+    seeds = [replace(r, seed=r.seed + i) for i in range(r.seeds)]
+    train = data.columns["train"]
+    firsts = [
+        _fit(model_name, data, ri, images, train, epochs=r.epochs, early_stopping=True)
+        for ri in seeds
+    ]
+    first = _ensemble(firsts)
+    state = firsts[0].state
+    if r.flip_tta or r.seeds > 1:
+        validation = _score(first, data, "val", r, tta=r.flip_tta)
+    else:
+        validation = state["best_val"]
     metrics = _score(first, data, "test", r, tta=r.flip_tta)
     final = first
     if r.refit:
         before = {k: metrics[k] for k in ("miou", "macro_dice", "overall_accuracy")}
-        final = _fit(
-            model_name, data, r, images, training_side(data.columns),
-            epochs=state["best_epoch"] + 1, early_stopping=False,
+        final = _ensemble(
+            [
+                _fit(model_name, data, ri, images, training_side(data.columns),
+                     epochs=f.state["best_epoch"] + 1, early_stopping=False)
+                for ri, f in zip(seeds, firsts, strict=True)
+            ]
         )  # fmt: skip
         metrics = _score(final, data, "test", r, tta=r.flip_tta)
         metrics["test_before_refit"] = before
     metrics.update(
         validation={k: validation[k] for k in ("miou", "macro_dice")},
         best_epoch=state["best_epoch"],
+        best_epochs=[f.state["best_epoch"] for f in firsts],
         epochs_run=state["epoch"] + 1,
         history=state["history"],
         seconds=round(time.perf_counter() - t0, 1),
         images_per_second=first.images_per_second,
         parameters=sum(p.numel() for p in final.model.parameters()),
+        seeds=r.seeds,
     )
     return metrics
 

@@ -42,6 +42,12 @@ class TrainConfig:
         min_delta: Improvement in validation macro Dice that counts.
         folds: ``k > 1`` runs blocked k-fold cross-validation over the training side.
         augment: Random flips and 90-degree rotations of training patches.
+        class_weight_power: Cross-entropy class weights ``frequency ** -power`` from the
+            training boxes' label counts (mean 1 over the classes present); 0 (default)
+            leaves the loss unweighted. 0.5 helped rare classes on the real holdouts
+            (``benchmarks/eval_real_data.py``).
+        test_flips: Score the test block with the mean softmax over the four flips of
+            each tile (flip test-time augmentation, 4x the prediction cost).
         tf32: Allow TF32 on CUDA (ignored on CPU).
         resume: Continue from ``state.pt`` in the run folder when it exists.
         plots: Write figures into ``plots/``.
@@ -70,6 +76,8 @@ class TrainConfig:
     min_delta: float = 0.0
     folds: int = 1
     augment: bool = True
+    class_weight_power: float = 0.0
+    test_flips: bool = False
     tf32: bool = False
     resume: bool = True
     plots: bool = True

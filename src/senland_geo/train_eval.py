@@ -6,6 +6,7 @@ import contextlib
 from collections.abc import Iterator, Sequence
 from typing import Any
 
+import numpy as np
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
@@ -55,6 +56,36 @@ def predict_array(
     return out
 
 
+class FlipAverage(nn.Module):
+    """Test-time augmentation: mean softmax over the four flips of the input."""
+
+    def __init__(self, model: nn.Module) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Return averaged class probabilities ``(B, K, H, W)``."""
+        total = 0
+        for dims in ((), (-1,), (-2,), (-2, -1)):
+            xi = x.flip(dims) if dims else x
+            out = self.model(xi)
+            out = out[0] if isinstance(out, list | tuple) else out
+            prob = out.float().softmax(1)
+            total = total + (prob.flip(dims) if dims else prob)
+        return total / 4
+
+
+def label_counts(dataset: Any, boxes: Sequence[Box], num_classes: int) -> np.ndarray:
+    """Valid labelled pixels of each class inside ``boxes`` of a labelled GeoDataset."""
+    counts = np.zeros(num_classes, dtype=np.int64)
+    for minx, miny, maxx, maxy in boxes:
+        sample = dataset[slice(minx, maxx), slice(miny, maxy), dataset.bounds[2]]
+        mask = sample["mask"][sample["valid"]]
+        mask = mask[(mask >= 0) & (mask < num_classes)]
+        counts += np.bincount(mask.numpy().ravel(), minlength=num_classes)
+    return counts
+
+
 def evaluate_boxes(
     model: nn.Module,
     dataset: Any,
@@ -65,9 +96,15 @@ def evaluate_boxes(
     tile: int = 128,
     device: torch.device | None = None,
     autocast: Any = None,
+    flips: bool = False,
 ) -> ConfusionMatrix:
-    """Confusion matrix over whole boxes of a GeoDataset (each pixel counted once)."""
+    """Confusion matrix over whole boxes of a GeoDataset (each pixel counted once).
+
+    With ``flips`` each tile is predicted as the mean softmax of its four flips
+    (:class:`FlipAverage`).
+    """
     device = device or torch.device("cpu")
+    model = FlipAverage(model) if flips else model
     cm = ConfusionMatrix(num_classes)
     for minx, miny, maxx, maxy in boxes:
         sample = dataset[slice(minx, maxx), slice(miny, maxy), dataset.bounds[2]]

@@ -39,8 +39,9 @@ from senland_geo.normalization import Normalize, channel_stats
 from senland_geo.splits import Split, holdout_split
 from senland_geo.train_config import Box, TrainConfig, epoch_seed, seed_everything
 from senland_geo.train_engine import Engine
-from senland_geo.train_eval import evaluate_boxes
+from senland_geo.train_eval import evaluate_boxes, label_counts
 from senland_geo.train_folds import blocked_folds, validation_split
+from senland_geo.train_loss import SegmentationLoss, class_weights_from_counts
 from senland_geo.train_sampling import BoxSampler, ShardedBatchSampler
 
 
@@ -196,12 +197,17 @@ def train_on_split(
 
         net = wrap_model(model, device)
     steps_per_epoch = max(1, config.patches_per_epoch // config.batch_size)
+    weights = None
+    if config.class_weight_power:
+        counts = label_counts(dataset, train_boxes, len(classes))
+        weights = class_weights_from_counts(counts, config.class_weight_power).to(device)
     engine = Engine(
         model,
         config,
         steps_per_epoch=steps_per_epoch,
         device=device,
         autocast=backend.autocast,
+        loss_fn=SegmentationLoss(class_weights=weights),
         net=net,
         rank=rank,
         world_size=world_size,
@@ -228,7 +234,7 @@ def train_on_split(
         for batch in loader:
             yield device_batch(batch, device, normalize, augment)
 
-    def run_eval(boxes: Sequence[Box]) -> dict[str, Any]:
+    def run_eval(boxes: Sequence[Box], flips: bool = False) -> dict[str, Any]:
         cm = evaluate_boxes(
             model,
             dataset,
@@ -238,6 +244,7 @@ def train_on_split(
             tile=config.eval_tile,
             device=device,
             autocast=backend.autocast(),
+            flips=flips,
         )
         return cm.compute(classes)
 
@@ -248,7 +255,9 @@ def train_on_split(
         on_epoch_end=on_epoch_end,
         progress=progress and rank == 0,
     )
-    metrics = run_eval(test_boxes)
+    metrics = run_eval(test_boxes, flips=config.test_flips)
+    if weights is not None:  # as the loss holds them
+        metrics["class_weights"] = [round(float(w), 4) for w in engine.loss_fn.ce.weight]
     hardware = backend.describe()
     if world_size > 1:
         hardware["processes"] = world_size
