@@ -13,14 +13,18 @@ from senland_geo.classes import WORLDCOVER
 from senland_geo.cli import cli
 from senland_geo.errors import UserError
 from senland_geo.pipeline import default_checkpoint
-from senland_geo.predict import blend_window, predict_cube, tile_origins
+from senland_geo.predict import DEFAULT_OVERLAP, plan_batches, predict_cube, tile_origins
 
 
-def test_tiles_cover_every_pixel():
-    assert tile_origins(768, 256, 32) == [0, 224, 448, 512]
-    assert tile_origins(100, 256, 32) == [0]
-    w = blend_window(64)
-    assert w.min() > 0 and w[32, 32] > 0.99 and w[0, 0] < 0.01
+def test_tiles_cover_every_pixel_once():
+    assert tile_origins(768, 256) == [0, 256, 512]
+    assert tile_origins(100, 256) == [0]
+    cover = np.zeros((300, 500), int)
+    for batch in plan_batches(300, 500, 128, block=200):
+        for w in batch:
+            assert w.row % 128 == 0 and w.col % 128 == 0  # on the network's 32-px grid
+            cover[w.row : w.row + w.height, w.col : w.col + w.width] += 1
+    assert (cover == 1).all()  # cores tile the scene: nothing blended, nothing lost
 
 
 def test_predict_writes_a_georeferenced_cog(brandenburg_cube, tiny_checkpoint, tmp_path):
@@ -42,31 +46,32 @@ def test_predict_writes_a_georeferenced_cog(brandenburg_cube, tiny_checkpoint, t
     assert not list(tmp_path.glob(".*partial*"))
 
 
-def test_model_tile_size_changes_the_map_little(brandenburg_cube, tmp_path):
-    # The check: tiles 128/256/512 with the same overlap, on a real scene with the
-    # shipped (trained) model. A U-Net sees its whole tile, so context beyond the overlap
-    # moves some near-tie pixels; the block size (unit of work) never changes the map
-    # (test_predict_streaming.py), the tile size does, by the amount measured here.
+def test_map_is_the_same_for_every_tile_size(brandenburg_cube, tmp_path):
+    # The check: tiles 128/256/512 with the same (default) overlap, on a real scene
+    # with the shipped (trained) model: >= 99.9% of the pixels agree. Each pixel is
+    # predicted with >= overlap/2 = 96 px of context, beyond which this U-Net's output
+    # barely depends on what it sees (docs/performance.md). The block size (unit of work)
+    # never changes the map at all (test_predict_streaming.py).
     from senland_geo.regions import get_region
 
     ckpt = default_checkpoint(get_region("brandenburg"))
     maps = {}
     for tile in (128, 256, 512):
         out = predict_cube(brandenburg_cube, ckpt, tmp_path / f"m{tile}.tif", tile=tile,
-                           overlap=32, progress=False)  # fmt: skip
+                           progress=False)  # fmt: skip
         with rasterio.open(out) as ds:
             maps[tile] = ds.read(1)
-            assert ds.tags()["tile"] == str(tile) and ds.tags()["overlap"] == "32"
+            tags = ds.tags()
+            assert tags["tile"] == str(tile) and tags["overlap"] == str(DEFAULT_OVERLAP)
     shares = {t: np.bincount(m.ravel(), minlength=256) / m.size for t, m in maps.items()}
     assert (shares[256][[10, 30, 40, 80]] > 0.03).all()  # a varied map, not one class
     agreement = {
         (a, b): float((maps[a] == maps[b]).mean()) for a, b in ((128, 256), (128, 512), (256, 512))
     }
     print("agreement", agreement)
-    assert min(agreement.values()) >= 0.94, agreement
-    assert agreement[(256, 512)] >= 0.97, agreement
-    for a, b in agreement:  # the class shares move by at most 1.5 points
-        assert np.abs(shares[a] - shares[b]).max() <= 0.015, (a, b)
+    assert min(agreement.values()) >= 0.999, agreement
+    for a, b in agreement:  # the class shares move by at most 0.1 point
+        assert np.abs(shares[a] - shares[b]).max() <= 0.001, (a, b)
 
 
 def test_mismatched_checkpoint_is_refused(brandenburg_cube, tiny_checkpoint, tmp_path):

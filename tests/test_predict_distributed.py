@@ -24,7 +24,7 @@ helpers = importlib.util.module_from_spec(_spec)
 sys.modules[_spec.name] = helpers
 _spec.loader.exec_module(helpers)
 
-KW = {"tile": 128, "overlap": 32, "block": 128, "batch_size": 2, "progress": False}
+KW = {"tile": 128, "overlap": 64, "block": 128, "batch_size": 2, "progress": False}
 
 
 @pytest.fixture(scope="module")

@@ -39,7 +39,7 @@ def test_casamance_end_to_end(stac_api, senegal_data, ckpt, tmp_path, monkeypatc
     args = ["predict", "--region", "casamance", "--catalog", stac_api.url,
             "--bbox", str(west), str(south), str(east), str(north), "--checkpoint", str(ckpt),
             "--out", str(out), "--quicklook", str(png), "--scheduler", "none",
-            "--tile", "128", "--overlap", "32"]  # fmt: skip
+            "--tile", "128", "--overlap", "64"]  # fmt: skip
     result = CliRunner().invoke(cli, args, catch_exceptions=False)
     assert result.exit_code == 0, result.output
     assert f"wrote {out}" in result.output

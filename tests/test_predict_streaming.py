@@ -20,8 +20,8 @@ from senland_geo.errors import UserError
 from senland_geo.predict import (
     PROB_NODATA,
     PROB_SCALE,
-    StripBlender,
-    blend_window,
+    CubeReader,
+    StripAccumulator,
     plan_batches,
     predict_cube,
 )
@@ -91,56 +91,74 @@ def data(tmp_path_factory):
     }
 
 
-def naive_blend(height, width, tile, overlap, probs_of, k):
-    acc = np.zeros((k, height, width), np.float64)
-    wsum = np.zeros((height, width), np.float64)
-    win = blend_window(tile)
-    for batch in plan_batches(height, width, tile, overlap, block=200):
-        for w in batch:
-            p = probs_of(w)
-            acc[:, w.row : w.row + w.height, w.col : w.col + w.width] += (
-                p[:, : w.height, : w.width] * win[: w.height, : w.width]
-            )
-            wsum[w.row : w.row + w.height, w.col : w.col + w.width] += win[: w.height, : w.width]
-    return acc / wsum
-
-
-def test_strip_accumulator_equals_whole_scene_blending():
-    height, width, tile, overlap, k = 300, 500, 128, 32, 5
+def test_strip_holds_one_tile_row_and_stitches_the_cores():
+    height, width, tile, k = 300, 500, 128, 5
     rng = np.random.default_rng(1)
-    cache = {}
-
-    def probs_of(w):
-        if w not in cache:
-            p = rng.random((k, tile, tile)).astype(np.float32)
-            cache[w] = p / p.sum(0)
-        return cache[w]
-
-    batches = plan_batches(height, width, tile, overlap, block=200)
+    whole = rng.random((k, 384, 512)).astype(np.float32)  # "predictions" of a larger scene
+    batches = plan_batches(height, width, tile, block=200)
     assert all(len({w.row for w in b}) == 1 for b in batches)  # a batch never spans rows
-    blender = StripBlender(width, k, tile)
-    assert blender.probs.shape == (k, tile, width)  # only `tile` rows are ever held
+    strip = StripAccumulator(width, k, tile)
+    assert strip.probs.shape == (k, tile, width)  # only `tile` rows are ever held
     rows = []
     for i, batch in enumerate(batches):
         for w in batch:
-            blender.add(w, probs_of(w), np.ones((tile, tile), bool))
+            core = whole[:, w.row : w.row + tile, w.col : w.col + tile]
+            strip.add(w, core, np.ones((tile, tile), bool))
         if i + 1 == len(batches) or batches[i + 1][0].row != batch[0].row:
-            until = height if i + 1 == len(batches) else batches[i + 1][0].row
-            p, _, valid = blender.release(until)
-            assert valid.all()
-            rows.append(p)
-    streamed = np.concatenate(rows, axis=1)
-    assert streamed.shape == (k, height, width)
-    expected = naive_blend(height, width, tile, overlap, probs_of, k)
-    np.testing.assert_allclose(streamed, expected, rtol=1e-5, atol=1e-6)
-    np.testing.assert_allclose(streamed.sum(0), 1.0, atol=1e-5)  # a weighted mean everywhere
+            p, index, valid = strip.release(batch[0].height)
+            assert valid.all() and p.shape == (k, batch[0].height, width)
+            np.testing.assert_array_equal(index, p.argmax(0))
+            rows.append(p.copy())
+    np.testing.assert_array_equal(np.concatenate(rows, axis=1), whole[:, :height, :width])
+
+
+def test_reader_mirrors_the_scene_around_each_core(data):
+    import zarr
+
+    reader = CubeReader(data["cube"], list(range(10)), 64, False, context=32)
+    raw = np.asarray(zarr.open_group(str(data["cube"]), mode="r")["reflectance"][0])
+    mirrored = np.pad(raw.astype(np.float32), ((0, 0), (32, 128), (32, 128)), mode="symmetric")
+    batch = [w for b in plan_batches(200, 330, 64, block=4096) for w in b if w.row == 192]
+    x, valid, dates = reader.read(batch)
+    assert x.shape == (6, 10, 128, 128) and valid.shape == (6, 64, 64)
+    for w, xi, vi in zip(batch, x, valid, strict=True):
+        # input = the scene mirrored at its border, from (row - 32, col - 32), at least
+        # within the context (32 px) around the core
+        h, wd = 64 + w.height, 64 + w.width
+        np.testing.assert_array_equal(
+            xi[:, :h, :wd], mirrored[:, w.row : w.row + h, w.col : w.col + wd]
+        )
+        assert vi[: w.height, : w.width].all() and not vi[w.height :].any()
+    assert w.height == 8 and w.width == 330 - 320 and not valid[-1][:, 10:].any()
+    assert dates.all()
+
+
+def test_no_seams_at_tile_borders_on_a_constant_image(data, tmp_path):
+    # Every model input of a constant image is the same, so a core border is where the
+    # right edge of one core's prediction meets the left edge of the same prediction: a
+    # jump there is the tile's edge effect. With context it is gone.
+    cube = make_cube(tmp_path / "flat.zarr", 128, 256, holes=False)
+    z = __import__("zarr").open_group(str(cube), mode="r+")
+    z["reflectance"][:] = np.array([1500, 1700, 1800, 2100, 2500, 2700, 2900, 3000, 2600, 2000],
+                                   np.uint16)[None, :, None, None]  # fmt: skip
+    jumps = {}
+    for overlap in (0, 192):
+        prob = tmp_path / f"p{overlap}.tif"
+        predict_cube(cube, data["ckpt"], tmp_path / f"m{overlap}.tif", tile=64, overlap=overlap,
+                     progress=False, probabilities=prob)  # fmt: skip
+        with rasterio.open(prob) as ds:
+            p = ds.read().astype(int)
+        step = np.abs(np.diff(p, axis=2)).max(axis=(0, 1))  # (width - 1,) column to column
+        jumps[overlap] = (step[[63, 127, 191]].max(), np.delete(step, [63, 127, 191]).max())
+    assert jumps[0][0] >= 10, jumps  # without context: the tile edges show
+    assert jumps[192][0] <= 1 and jumps[192][1] <= 1, jumps  # with context: flat everywhere
 
 
 def test_map_is_complete_with_nodata_only_where_no_input(data, tmp_path):
     out, prob, png = tmp_path / "map.tif", tmp_path / "p.tif", tmp_path / "q.png"
     stats = {}
     predict_cube(
-        data["cube"], data["ckpt"], out, tile=128, overlap=32, block=128, batch_size=4,
+        data["cube"], data["ckpt"], out, tile=128, overlap=64, block=128, batch_size=4,
         progress=False,
         probabilities=prob, quicklook=png, provenance={"region": "synthetic"}, stats=stats,
     )  # fmt: skip
@@ -167,13 +185,13 @@ def test_map_is_complete_with_nodata_only_where_no_input(data, tmp_path):
     assert (p[:, hole] == PROB_NODATA).all()
     sums = p[:, ~hole].astype(int).sum(0)
     assert abs(sums - PROB_SCALE).max() <= 6  # rounded probabilities still sum to ~1
-    # The class map is the arg-max of the blended probabilities.
+    # The class map is the arg-max of the probabilities.
     lut = np.array(WORLDCOVER.codes)
     agree = (lut[p.argmax(0)] == codes)[~hole].mean()
     assert agree > 0.99  # uint8 rounding only flips near-ties
     with rasterio.open(png) as ds:
         assert ds.count == 4 and ds.shape == (200, 330)
-    assert stats["tiles"] == 2 * 4 and stats["model_seconds"] > 0
+    assert stats["tiles"] == 2 * 3 and stats["model_seconds"] > 0
     assert sorted(p.name for p in tmp_path.iterdir()) == ["map.tif", "p.tif", "q.png"]
 
 
@@ -183,12 +201,12 @@ def test_same_map_whatever_the_block_size(data, tmp_path):
     maps, counts = {}, {}
     for block in (1, 128, 300, 4096):
         stats = {}
-        out = predict_cube(cube, data["ckpt"], tmp_path / f"m{block}.tif", tile=128, overlap=32,
+        out = predict_cube(cube, data["ckpt"], tmp_path / f"m{block}.tif", tile=128, overlap=64,
                            block=block, batch_size=3, progress=False, stats=stats)  # fmt: skip
         with rasterio.open(out) as ds:
             maps[block] = ds.read(1)
         counts[block] = (stats["tiles"], stats["batches"])
-    assert counts == {1: (20, 20), 128: (20, 12), 300: (20, 8), 4096: (20, 4)}
+    assert counts == {1: (12, 12), 128: (12, 12), 300: (12, 6), 4096: (12, 3)}
     assert len(np.unique(maps[128])) >= 2  # a real map, not one constant class
     for block in (1, 300, 4096):
         np.testing.assert_array_equal(maps[block], maps[128])  # bit-identical
@@ -198,7 +216,7 @@ def test_time_series_model_gets_series(tmp_path):
     cube = make_cube(tmp_path / "ts.zarr", 96, 160, times=3, holes=False)
     opts = {"filters": [8, 16], "hidden": 8}
     ckpt = make_checkpoint(tmp_path / "ts.pt", model="agrunet", options=opts, temporal=True)
-    out = predict_cube(cube, ckpt, tmp_path / "ts.tif", tile=64, overlap=16, progress=False)
+    out = predict_cube(cube, ckpt, tmp_path / "ts.tif", tile=64, overlap=64, progress=False)
     with rasterio.open(out) as ds:
         assert ds.tags()["temporal"] == "true" and ds.tags()["model"] == "agrunet"
         codes = ds.read(1)
@@ -210,12 +228,12 @@ def test_bad_input_leaves_no_file(data, tmp_path):
     z = __import__("zarr").open_group(str(empty), mode="r+")
     z["reflectance"][:] = 0
     with pytest.raises(UserError, match="no valid pixel"):
-        predict_cube(empty, data["ckpt"], tmp_path / "e.tif", tile=64, overlap=16, progress=False,
+        predict_cube(empty, data["ckpt"], tmp_path / "e.tif", tile=64, overlap=64, progress=False,
                      probabilities=tmp_path / "ep.tif")  # fmt: skip
     with pytest.raises(UserError, match="not writable"):
         predict_cube(data["cube"], data["ckpt"], "/sys/senland-map.tif", progress=False)
-    with pytest.raises(UserError, match="overlap 64 must be"):
-        predict_cube(data["cube"], data["ckpt"], tmp_path / "o.tif", tile=64, overlap=64)
+    with pytest.raises(UserError, match="overlap 32 must be a non-negative multiple of 64"):
+        predict_cube(data["cube"], data["ckpt"], tmp_path / "o.tif", tile=64, overlap=32)
     with pytest.raises(UserError, match="tile 100 must be a positive multiple of 32"):
         predict_cube(data["cube"], data["ckpt"], tmp_path / "o.tif", tile=100)
     with pytest.raises(UserError, match="block 0 must be"):
@@ -230,7 +248,7 @@ RSS_SCRIPT = textwrap.dedent(
     import resource, sys, torch
     torch.set_num_threads(2)
     from senland_geo.predict import predict_cube
-    predict_cube(sys.argv[1], sys.argv[2], sys.argv[3], tile=128, overlap=32, batch_size=4,
+    predict_cube(sys.argv[1], sys.argv[2], sys.argv[3], tile=128, overlap=64, batch_size=4,
                  progress=False)
     print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
     """

@@ -279,16 +279,18 @@ def tune(cube_path, region_name, out, model, trials, epochs, patches_per_epoch, 
 @click.option(
     "--tile",
     type=int,
-    default=256,
+    default=512,
     show_default=True,
-    help="Model tile: the model's input size in pixels (multiple of 32).",
+    help="Tile: the core each model pass predicts, in pixels (multiple of 32); "
+    "the model's input is tile + overlap.",
 )
 @click.option(
     "--overlap",
     type=int,
-    default=32,
+    default=192,
     show_default=True,
-    help="Overlap of neighbouring tiles in pixels; tiles are blended with a Hann window.",
+    help="Overlap of neighbouring model inputs in pixels (multiple of 64): half of it is "
+    "context on each side of a tile, cropped away; the map changes little with --tile.",
 )
 @click.option(
     "--block",
@@ -299,7 +301,11 @@ def tune(cube_path, region_name, out, model, trials, epochs, patches_per_epoch, 
     "does not change the map.",
 )
 @click.option(
-    "--batch-size", type=int, default=8, show_default=True, help="Tiles per forward pass."
+    "--batch-size",
+    type=int,
+    default=None,
+    help="Model inputs per forward pass (default: as many as fit in 0.5 Mpx, 1 for the "
+    "default tile).",
 )
 @click.option(
     "--scheduler",

@@ -197,10 +197,10 @@ def predict_region(
     bbox: tuple[float, float, float, float] | None = None,
     start: str | None = None,
     end: str | None = None,
-    tile: int = 256,
-    overlap: int = 32,
+    tile: int | None = None,
+    overlap: int | None = None,
     block: int = 1024,
-    batch_size: int = 8,
+    batch_size: int | None = None,
     progress: bool = True,
     scheduler: str | None = "local",
     workers: int | None = None,
@@ -220,11 +220,14 @@ def predict_region(
         bbox: Override of the region's bbox.
         start: Override of the season start.
         end: Override of the season end.
-        tile: Model tile: the model's input size in pixels (a multiple of 32).
-        overlap: Overlap of neighbouring model tiles in pixels.
+        tile: Tile: the core each model pass predicts, in pixels (a multiple of 32;
+            default :data:`senland_geo.predict.DEFAULT_TILE`).
+        overlap: Overlap of neighbouring model inputs in pixels (a multiple of 64): the
+            model sees ``overlap / 2`` pixels of context on each side of a tile (default
+            :data:`senland_geo.predict.DEFAULT_OVERLAP`).
         block: Pixels of a tile row predicted as one unit of work (one dask task); does
             not change the map.
-        batch_size: Tiles per forward pass.
+        batch_size: Model inputs per forward pass (default: about 0.5 Mpx per pass).
         progress: Show progress bars.
         scheduler: ``"local"`` (a dask LocalCluster, the default), a dask scheduler
             address, or None to predict in this process.
@@ -239,8 +242,17 @@ def predict_region(
         The map path.
     """
     from senland_geo import checkpoint as ckpt
-    from senland_geo.predict import check_compatible, check_output_path, check_tiling, predict_cube
+    from senland_geo.predict import (
+        DEFAULT_OVERLAP,
+        DEFAULT_TILE,
+        check_compatible,
+        check_output_path,
+        check_tiling,
+        predict_cube,
+    )
 
+    tile = DEFAULT_TILE if tile is None else tile
+    overlap = DEFAULT_OVERLAP if overlap is None else overlap
     out = check_output_path(out)
     check_tiling(tile, overlap, block)
     if region_name is None and cube is None:
