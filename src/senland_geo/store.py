@@ -14,7 +14,7 @@ import os
 import shutil
 import sys
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -189,7 +189,6 @@ def write_cube(
         UserError: The destination exists (and ``overwrite`` is False), its folder is
             missing, or imagery could not be read.
     """
-    import dask
     from tqdm.auto import tqdm
 
     t0 = time.perf_counter()
@@ -228,8 +227,24 @@ def write_cube(
     ny, nx = -(-ds.sizes["y"] // ry), -(-ds.sizes["x"] // rx)
     blocks = [(iy, ix) for iy in range(ny) for ix in range(nx)]
     todo = [b for b in blocks if b not in done]
-    if batch_size is None:
-        batch_size = max(4, 2 * _worker_threads())
+
+    def block_tasks(block: tuple[int, int]) -> list:
+        iy, ix = block
+        sy, sx = slice(iy * ry, (iy + 1) * ry), slice(ix * rx, (ix + 1) * rx)
+        tasks = []
+        for name in tiled:
+            data = ds[name].data
+            lead = (slice(None),) * (data.ndim - 2)
+            key = (0,) * len(lead) + (iy, ix)
+            tasks.append(writers[name].task(data[lead + (sy, sx)], key))
+        return tasks
+
+    def record(done_blocks: list[tuple[int, int]]) -> None:
+        _append_progress(tmp, {"done": [list(b) for b in done_blocks]})
+        bar.update(len(done_blocks))
+
+    scheduler = in_process_scheduler()
+    threads = _threaded_workers(scheduler)
     with tqdm(
         total=len(blocks),
         initial=len(blocks) - len(todo),
@@ -238,27 +253,14 @@ def write_cube(
         disable=not progress,
         leave=False,
     ) as bar:
-        for start in range(0, len(todo), batch_size):
-            batch = todo[start : start + batch_size]
-            tasks = []
-            for iy, ix in batch:
-                sy, sx = slice(iy * ry, (iy + 1) * ry), slice(ix * rx, (ix + 1) * rx)
-                for name in tiled:
-                    data = ds[name].data
-                    lead = (slice(None),) * (data.ndim - 2)
-                    key = (0,) * len(lead) + (iy, ix)
-                    tasks.append(writers[name].task(data[lead + (sy, sx)], key))
-            try:
-                dask.compute(*tasks, scheduler=in_process_scheduler())
-            except UserError:
-                raise
-            except Exception as exc:
-                translated = _translate_read_error(exc)
-                if translated is None:
-                    raise
-                raise translated from exc
-            _append_progress(tmp, {"done": [list(b) for b in batch]})
-            bar.update(len(batch))
+        if batch_size is None and threads and len(todo) >= 2 * threads:
+            _write_pooled(todo, block_tasks, threads, record)
+        else:
+            batch_size = batch_size or max(4, 2 * _worker_threads())
+            for start in range(0, len(todo), batch_size):
+                batch = todo[start : start + batch_size]
+                _compute_tasks([t for b in batch for t in block_tasks(b)], scheduler)
+                record(batch)
     # Commit: mark complete, drop the sidecar, then move into place.
     root.attrs[COMPLETE_ATTR] = True
     (tmp / PROGRESS_FILE).unlink()
@@ -268,6 +270,74 @@ def write_cube(
     if report is not None:
         report.append(WriteReport(path, len(blocks), len(todo), resumed, time.perf_counter() - t0))
     return path
+
+
+def _compute_tasks(tasks: list, scheduler: Any) -> None:
+    """Compute write tasks; unreadable imagery becomes a one-line UserError."""
+    import dask
+
+    try:
+        dask.compute(*tasks, scheduler=scheduler)
+    except UserError:
+        raise
+    except Exception as exc:
+        translated = _translate_read_error(exc)
+        if translated is None:
+            raise
+        raise translated from exc
+
+
+def _threaded_workers(scheduler: Any) -> int:
+    """Threads of dask's threaded scheduler when it is ``scheduler``, else 0."""
+    import dask
+    import dask.threaded
+
+    if scheduler is not dask.threaded.get:
+        return 0
+    return int(dask.config.get("num_workers", None) or os.cpu_count() or 1)
+
+
+def _write_pooled(
+    todo: list[tuple[int, int]],
+    block_tasks: Callable[[tuple[int, int]], list],
+    threads: int,
+    record: Callable[[list[tuple[int, int]]], None],
+) -> None:
+    """Write blocks on ``threads`` threads, each block read, encoded and written by one.
+
+    What ``dask.compute`` of a batch of blocks does on the threaded scheduler, without the
+    wait for a batch's last block before the next batch starts: a thread takes the next
+    block as soon as it is done with one, and the finished blocks are recorded as they come
+    (in one sidecar line per wake-up). Each block's graph is built and computed
+    synchronously in its thread (one read task and one write task per variable on the
+    aligned path), so at most ``threads`` blocks are in memory.
+    """
+    from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
+
+    import dask.local
+
+    def run(block: tuple[int, int]) -> None:
+        _compute_tasks(block_tasks(block), dask.local.get_sync)
+
+    with ThreadPoolExecutor(threads, thread_name_prefix="senland-write") as pool:
+        pending = {pool.submit(run, block): block for block in todo}
+        try:
+            while pending:
+                finished, _ = wait(pending, return_when=FIRST_COMPLETED)
+                ok, error = [], None
+                for future in finished:
+                    block = pending.pop(future)
+                    if future.exception() is None:
+                        ok.append(block)
+                    elif error is None:
+                        error = future.exception()
+                if ok:
+                    record(ok)
+                if error is not None:
+                    raise error
+        finally:
+            for future in pending:
+                future.cancel()
 
 
 def _create_structure(ds: xr.Dataset, tmp: Path, encoding: dict[str, dict]) -> None:
@@ -352,6 +422,8 @@ class _ChunkWriter:
             block = da.from_array(block, chunks=block.shape)
         elif block.npartitions != 1:
             block = block.rechunk(block.shape)
+        # ``meta`` given: without it dask calls the function on an empty block to infer the
+        # output type, which here would pad, encode and write a whole chunk of fill values.
         return block.map_blocks(
             _write_chunk,
             file=str(file),
@@ -360,6 +432,7 @@ class _ChunkWriter:
             codec=self.codec,
             chunks=(1,) * block.ndim,
             dtype=bool,
+            meta=np.empty((0,) * block.ndim, dtype=bool),
         )
 
 
