@@ -111,3 +111,92 @@ def test_make_optimizer_is_fused_adamw_with_the_foreach_update() -> None:
     unfused = CPUBackend(threads=1, fused_optimizer=False).make_optimizer(ref.parameters())
     assert not unfused.defaults["fused"]
     assert CPUBackend(threads=1).describe()["fused_optimizer"] is True
+
+
+def _conv_pair(transposed: bool) -> tuple[torch.nn.Module, torch.nn.Module]:
+    torch.manual_seed(0)
+    kind = torch.nn.ConvTranspose2d if transposed else torch.nn.Conv2d
+    kwargs = {"kernel_size": 2, "stride": 2} if transposed else {"kernel_size": 3, "padding": 1}
+    stock, limited = kind(16, 8, **kwargs), kind(16, 8, **kwargs)
+    limited.load_state_dict(stock.state_dict())
+    return stock, limited
+
+
+@pytest.mark.parametrize("transposed", [False, True])
+def test_bf16_weight_grad_threads_same_results_on_one_thread(
+    transposed: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from senland_geo.backends import conv_wgrad
+
+    stock, limited = _conv_pair(transposed)
+    keys = list(limited.state_dict())
+    assert conv_wgrad.limit_bf16_weight_grad_threads(limited, threads=1) == 1
+    assert list(limited.state_dict()) == keys
+    x = torch.randn(4, 16, 8, 8)
+    before = torch.get_num_threads()
+    calls: list[int] = []
+    real_set = torch.set_num_threads
+
+    def record(n: int) -> None:
+        calls.append(n)
+        real_set(n)
+
+    torch.set_num_threads(2)
+    try:
+        outs = []
+        for conv in (stock, limited):
+            with torch.autocast("cpu", dtype=torch.bfloat16):
+                out = conv(x)
+            if conv is limited:
+                assert type(out.grad_fn).__name__ == "_ConvLimitedWgradBackward"
+                monkeypatch.setattr(torch, "set_num_threads", record)
+            out.float().square().sum().backward()
+            outs.append(out)
+    finally:
+        monkeypatch.undo()
+        torch.set_num_threads(before)
+    assert calls == [1, 2]  # weight gradient on 1 thread, then the 2 threads restored
+    assert outs[1].dtype == torch.bfloat16 and torch.equal(outs[0], outs[1])
+    for a, b in ((stock.weight, limited.weight), (stock.bias, limited.bias)):
+        assert b.grad.dtype == torch.float32 and b.grad.shape == a.shape
+        torch.testing.assert_close(b.grad, a.grad, rtol=2e-2, atol=2e-2 * a.grad.abs().max().item())
+
+
+def test_bf16_weight_grad_threads_inactive_in_fp32_and_inference() -> None:
+    from senland_geo.backends import conv_wgrad
+
+    _, limited = _conv_pair(False)
+    conv_wgrad.limit_bf16_weight_grad_threads(limited)
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        x = torch.randn(2, 16, 8, 8)
+        assert type(limited(x).grad_fn).__name__ == "ConvolutionBackward0"
+        with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
+            assert limited(x).dtype == torch.bfloat16
+    finally:
+        torch.set_num_threads(before)
+    with pytest.raises(ValueError, match="threads=0"):
+        conv_wgrad.limit_bf16_weight_grad_threads(limited, threads=0)
+
+
+def test_cpu_backend_limits_bf16_weight_grads_only_when_it_can() -> None:
+    from senland_geo.backends.conv_wgrad import Bf16WgradConv2d, Bf16WgradConvTranspose2d
+
+    def kinds(backend: CPUBackend) -> set[str]:
+        net = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3), torch.nn.ConvTranspose2d(4, 4, 2))
+        return {type(m).__name__ for m in backend.prepare_model(net)}
+
+    assert kinds(CPUBackend(threads=2, precision="bf16")) == {
+        Bf16WgradConv2d.__name__,
+        Bf16WgradConvTranspose2d.__name__,
+    }
+    assert kinds(CPUBackend(threads=2, precision="bf16", bf16_wgrad_threads=None)) == {
+        "Conv2d",
+        "ConvTranspose2d",
+    }
+    assert kinds(CPUBackend(threads=1, precision="bf16")) == {"Conv2d", "ConvTranspose2d"}
+    assert kinds(CPUBackend(threads=2, precision="fp32")) == {"Conv2d", "ConvTranspose2d"}
+    assert CPUBackend(threads=2, precision="bf16").describe()["bf16_wgrad_threads"] == 1
+    with pytest.raises(ValueError, match="bf16_wgrad_threads=0"):
+        CPUBackend(bf16_wgrad_threads=0)

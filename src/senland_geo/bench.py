@@ -4,8 +4,9 @@
 
 * the full training step (forward + CE+Dice via :class:`senland_geo.train.SegmentationLoss`
   + backward + AdamW) and inference, for each torch mode (eager, channels_last, bf16,
-  bf16 + channels_last, ``torch.compile``), batch sizes 8 and 16, models ``unet-resnet34``
-  and ``unet-gn``;
+  ``bf16-stock`` (bf16 with torch's own threading for weight gradients, the before of
+  :mod:`senland_geo.backends.conv_wgrad`), bf16 + channels_last, ``torch.compile``),
+  batch sizes 8 and 16, models ``unet-resnet34`` and ``unet-gn``;
 * JAX per-step jit and fused multi-step training of the identical ``unet-gn`` through the
   ``senland-geo-jax`` plugin (``senland_geo_jax.bench.run``) when it is installed;
 * AgrUNet (``agrunet-pastis``) on ``(T, 10, 64, 64)`` series, full ``T=32`` and a
@@ -54,9 +55,14 @@ TORCH_MODES: dict[str, tuple[str, bool, bool]] = {
     "channels_last": ("fp32", True, False),
     "bf16": ("bf16", False, False),
     "bf16-channels_last": ("bf16", True, False),
+    "bf16-stock": ("bf16", False, False),
     "compile": ("fp32", False, True),
     "compile-bf16": ("bf16", False, True),
 }
+
+#: Modes that keep torch's own threading for bf16 weight gradients (the cpu backend's
+#: default computes them on one thread; see :mod:`senland_geo.backends.conv_wgrad`).
+STOCK_WGRAD_MODES = frozenset({"bf16-stock"})
 
 SCHEMA_VERSION = 1
 
@@ -104,7 +110,14 @@ class BenchConfig:
     models: tuple[str, ...] = ("unet-resnet34", "unet-gn")
     model_options: dict[str, dict[str, Any]] = field(default_factory=dict)
     batch_sizes: tuple[int, ...] = (8, 16)
-    modes: tuple[str, ...] = ("eager", "channels_last", "bf16", "bf16-channels_last", "compile")
+    modes: tuple[str, ...] = (
+        "eager",
+        "channels_last",
+        "bf16",
+        "bf16-stock",
+        "bf16-channels_last",
+        "compile",
+    )
     steps: int = 8
     warmup: int = 2
     size: int = 64
@@ -267,6 +280,7 @@ def measure_torch(
         channels_last=channels_last,
         compile=compiled,
         fused_optimizer=cfg.fused_optimizer,
+        bf16_wgrad_threads=None if mode in STOCK_WGRAD_MODES else 1,
     )
     backend.setup()
     gen = torch.Generator().manual_seed(cfg.seed)
@@ -305,6 +319,7 @@ def measure_torch(
         "params": params,
         "input_shape": list(x.shape[1:]),
         "optimizer": "adamw-fused" if cfg.fused_optimizer else "adamw-foreach",
+        "bf16_wgrad_threads": backend.bf16_wgrad_threads if precision == "bf16" else None,
     }
     if length is not None:
         common["series_length"] = length

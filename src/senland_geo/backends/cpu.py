@@ -8,6 +8,7 @@ import torch
 
 from senland_geo import hw
 from senland_geo.backends.base import TorchBackendMixin
+from senland_geo.backends.conv_wgrad import limit_bf16_weight_grad_threads
 
 PRECISIONS = ("fp32", "bf16", "fp16")
 
@@ -27,6 +28,10 @@ class CPUBackend(TorchBackendMixin):
         compile_mode: ``torch.compile`` mode (None, ``max-autotune``, ...).
         mkldnn: Leave oneDNN enabled for convolutions (``torch.backends.mkldnn.enabled``).
         fused_optimizer: :meth:`make_optimizer` returns the fused (one-pass) AdamW.
+        bf16_wgrad_threads: With ``precision="bf16"`` and more threads than this,
+            :meth:`prepare_model` computes convolution weight gradients on this many
+            threads (oneDNN's bf16 weight-gradient kernel stalls on 2 threads; see
+            :mod:`senland_geo.backends.conv_wgrad`). ``None`` keeps torch's behaviour.
     """
 
     name = "cpu"
@@ -40,6 +45,7 @@ class CPUBackend(TorchBackendMixin):
         compile_mode: str | None = None,
         mkldnn: bool = True,
         fused_optimizer: bool = True,
+        bf16_wgrad_threads: int | None = 1,
     ) -> None:
         if precision not in PRECISIONS:
             raise ValueError(
@@ -47,6 +53,11 @@ class CPUBackend(TorchBackendMixin):
             )
         if threads is not None and threads < 1:
             raise ValueError(f"cpu backend threads={threads}: must be >= 1 (or None for auto)")
+        if bf16_wgrad_threads is not None and bf16_wgrad_threads < 1:
+            raise ValueError(
+                f"cpu backend bf16_wgrad_threads={bf16_wgrad_threads}: must be >= 1, "
+                "or None to keep torch's threading"
+            )
         self.threads = threads or hw.physical_cores()
         self.precision = precision
         self.channels_last = channels_last
@@ -54,6 +65,7 @@ class CPUBackend(TorchBackendMixin):
         self.compile_mode = compile_mode
         self.mkldnn = mkldnn
         self.fused_optimizer = fused_optimizer
+        self.bf16_wgrad_threads = bf16_wgrad_threads
         self.device = torch.device("cpu")
 
     @staticmethod
@@ -66,6 +78,22 @@ class CPUBackend(TorchBackendMixin):
         torch.set_num_threads(self.threads)
         torch.backends.mkldnn.enabled = self.mkldnn
 
+    def prepare_model(self, model: torch.nn.Module) -> torch.nn.Module:
+        """Move, format and optionally compile ``model``; limit bf16 weight-gradient threads.
+
+        With ``precision="bf16"``, ``bf16_wgrad_threads`` set and fewer than ``threads``,
+        and no ``compile``, every ``nn.Conv2d`` computes its bf16 weight gradient on
+        ``bf16_wgrad_threads`` threads (parameters and results unchanged).
+        """
+        if (
+            self.precision == "bf16"
+            and self.bf16_wgrad_threads is not None
+            and self.bf16_wgrad_threads < self.threads
+            and not self.compile
+        ):
+            limit_bf16_weight_grad_threads(model, self.bf16_wgrad_threads)
+        return super().prepare_model(model)
+
     def describe(self) -> dict[str, Any]:
         """Hardware description, with the options in use."""
         info = hw.describe("cpu")
@@ -74,5 +102,6 @@ class CPUBackend(TorchBackendMixin):
             "backend": self.name,
             "threads": self.threads,
             "mkldnn": self.mkldnn,
+            "bf16_wgrad_threads": self.bf16_wgrad_threads,
             **self._options(),
         }
