@@ -261,7 +261,9 @@ def child_stack(info: dict[str, Any], threads: int) -> dict[str, Any]:
     }
 
 
-def child_build(info: dict[str, Any], out: Path, threads: int, composite: str) -> dict[str, Any]:
+def child_build(
+    info: dict[str, Any], out: Path, threads: int, composite: str, compression: str = "lz4"
+) -> dict[str, Any]:
     """Build the cube with senland-geo into ``out`` and time it.
 
     Returns:
@@ -283,6 +285,7 @@ def child_build(info: dict[str, Any], out: Path, threads: int, composite: str) -
             overwrite=True,
             scheduler="threads",
             report=report,
+            compression=compression,
         )
         seconds, cpu = time.perf_counter() - t0, time.process_time() - c0
     return {
@@ -290,6 +293,7 @@ def child_build(info: dict[str, Any], out: Path, threads: int, composite: str) -
         "cpu_seconds": cpu,
         "write_seconds": report[0].seconds,
         "blocks": report[0].blocks,
+        "store_bytes": sum(p.stat().st_size for p in out.rglob("*") if p.is_file()),
         "rss_after_imports_mib": rss_imports,
         "peak_rss_mib": vm_hwm_mib(),
     }
@@ -409,6 +413,10 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "--composite", choices=("none", "median", "monthly"), default="none",
         help="composite of the build (none = stack -> Zarr, the pure data path)",
     )  # fmt: skip
+    parser.add_argument(
+        "--compression", choices=("lz4", "zstd", "none"), default="lz4",
+        help="chunk compression of the build (none isolates the codec's cost)",
+    )  # fmt: skip
     parser.add_argument("--workdir", type=Path, help="keep data here (reused when present)")
     parser.add_argument("--child", choices=("build", "raw", "stack"), help=argparse.SUPPRESS)
     parser.add_argument("--info", help=argparse.SUPPRESS)
@@ -418,7 +426,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     if args.child:
         info = json.loads(args.info)
         if args.child == "build":
-            result = child_build(info, args.out, args.threads, args.composite)
+            result = child_build(info, args.out, args.threads, args.composite, args.compression)
         elif args.child == "stack":
             result = child_stack(info, args.threads)
         else:
@@ -454,7 +462,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                 out = workdir / f"cube-{key}.zarr"
                 build = run_child(
                     ["--child", "build", *common, "--out", str(out),
-                     "--composite", args.composite],
+                     "--composite", args.composite, "--compression", args.compression],
                     workdir,
                 )  # fmt: skip
                 if args.composite == "none" and rep == 0:
@@ -506,6 +514,7 @@ def summarise(
             "paired_ratios": [round(p, 4) for p in paired],
             "raw_mb_s_runs": [round(v, 2) for v in raw_mbs],
             "build_mb_s_runs": [round(v, 2) for v in build_mbs],
+            "store_mb": round(runs[key]["build"][0]["store_bytes"] / 1e6, 2),
             "build_write_seconds": [round(r["write_seconds"], 3) for r in runs[key]["build"]],
             "build_seconds": [round(r["seconds"], 3) for r in runs[key]["build"]],
             "build_cpu_seconds": [round(r["cpu_seconds"], 3) for r in runs[key]["build"]],
@@ -534,6 +543,7 @@ def summarise(
         "benchmark": "cube-build-vs-raw-rasterio",
         "quick": bool(args.quick),
         "composite": args.composite,
+        "compression": args.compression,
         "threads": args.threads,
         "repeats": args.repeats,
         "units": "MB = 1e6 bytes of decoded uint16 pixels on the 10 m grid "

@@ -22,6 +22,7 @@ SIZE_KEYS = {
     "peak_rss_raw_mib",
     "stored_pixels_match_raw",
     "cpu_ratio_raw_over_build",
+    "store_mb",
 }
 
 
@@ -56,6 +57,9 @@ def test_quick_run_prints_json_with_positive_finite_figures(tmp_path: Path) -> N
         for key in SIZE_KEYS - {"grid_px", "stored_pixels_match_raw"}:
             assert _positive_finite(size[key]), (key, size[key])
         assert size["stored_pixels_match_raw"] is True  # both paths decoded the same pixels
+        # LZ4 by default: the store holds 10 of the 11 decoded bands, compressed
+        assert size["store_mb"] < 10 / 11 * size["decoded_mb"]
+    assert result["compression"] == "lz4"
     assert big["grid_px"][0] == 2 * base["grid_px"][0]
     assert big["decoded_mb"] == pytest.approx(4 * base["decoded_mb"], rel=0.01)
     assert _positive_finite(result["throughput_ratio"])

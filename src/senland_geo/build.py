@@ -33,6 +33,7 @@ def build_region_cube(
     progress: bool = False,
     chunksize: int | None = None,
     report: list[store.WriteReport] | None = None,
+    compression: str = "lz4",
 ) -> Path:
     """Build a region's cube and store it as Zarr with labels and provenance.
 
@@ -55,6 +56,7 @@ def build_region_cube(
         progress: Show a progress bar counting written chunks.
         chunksize: Spatial chunk size in pixels (default: sized to the memory budget).
         report: If given, the store's :class:`~senland_geo.store.WriteReport` is appended.
+        compression: Chunk compression, one of :data:`senland_geo.store.COMPRESSIONS`.
 
     Returns:
         The written store path.
@@ -141,6 +143,7 @@ def build_region_cube(
             overwrite=overwrite,
             progress=progress,
             report=report,
+            compression=compression,
         )
 
 
