@@ -264,3 +264,52 @@ def test_open_datasets_are_shared_by_threads_and_bounded(aligned, monkeypatch):
         np.testing.assert_array_equal(direct.values, want)
     assert len(opened) > 4 * n_assets  # 9 chunks, most of which meet most assets
     assert not aligned_read._idle  # every dataset closed after serving its quota
+
+
+def test_block_reader_is_the_chunk_read_only_for_a_plain_aligned_array(aligned):
+    tmp, features = aligned
+    direct = _stack(_write_items(tmp, features), True).data
+    read = aligned_read.block_reader(direct, (0, 0, 1, 2))
+    assert read is not None
+    with dask.config.set(scheduler="sync"):
+        want = direct.blocks[0, 0, 1, 2].compute()
+    np.testing.assert_array_equal(read(), want)
+    assert want.shape == (2, 4, 48, 10) and want.any()
+    # Anything computed on the reads is not a plain read: dask computes it.
+    assert aligned_read.block_reader(direct + 1, (0, 0, 1, 2)) is None
+    assert aligned_read.block_reader(direct[:, :2], (0, 0, 0, 0)) is None
+    assert aligned_read.block_reader(direct.rechunk((2, 4, 24, 24)), (0, 0, 0, 0)) is None
+    assert aligned_read.block_reader(direct, (0, 0, 9, 9)) is None  # no such block
+
+
+def test_threaded_store_write_equals_sync_write_byte_for_byte(aligned, tmp_path, monkeypatch):
+    """The pooled direct writes (threads) store the bytes the dask batches (sync) store."""
+    catalog = _write_items(aligned[0], aligned[1])
+    computed: list[str] = []
+    real_compute = store._compute_tasks
+    monkeypatch.setattr(
+        store,
+        "_compute_tasks",
+        lambda tasks, scheduler: (
+            computed.append(dask.config.get("scheduler")) or real_compute(tasks, scheduler)
+        ),
+    )
+    ds = store.cube_to_dataset(_stack(catalog, True))
+    files = {}
+    for scheduler in ("threads", "sync"):
+        report: list[store.WriteReport] = []
+        with dask.config.set(scheduler=scheduler, num_workers=2):
+            out = store.write_cube(
+                ds, tmp_path / f"{scheduler}.zarr", chunks=(48, 48), report=report
+            )
+        assert report[0].blocks == report[0].written == 9
+        files[scheduler] = {
+            p.relative_to(out).as_posix(): p.read_bytes()
+            for p in sorted((out / "reflectance" / "c").rglob("*"))
+            if p.is_file()
+        }
+    assert len(files["threads"]) == 9 and files["threads"] == files["sync"]
+    assert "threads" not in computed and computed  # threads: direct calls, no dask graph
+    with dask.config.set(scheduler="threads"):
+        plain = xr.open_zarr(tmp_path / "threads.zarr", consolidated=False)["reflectance"].values
+    np.testing.assert_array_equal(plain, _stack(catalog, False).values)

@@ -21,7 +21,7 @@ import math
 import threading
 import uuid
 from collections import OrderedDict
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -44,6 +44,9 @@ CACHE_SIZE = 128
 #: datasets never closed, the 4x cube's reads still peaked 40% higher, see
 #: docs/performance.md.)
 BYTES_PER_OPEN = 2**20
+
+#: Name prefix of the dask arrays :func:`aligned_array` makes.
+NAME_PREFIX = "aligned-read-"
 
 #: Source data types read directly (their values fit uint16 unchanged).
 DIRECT_DTYPES = ("uint8", "uint16")
@@ -173,7 +176,7 @@ def aligned_array(plan: Plan, chunksize: int) -> Any:
     chunks = normalize_chunks(
         ((n_time,), (n_band,), chunksize, chunksize), (n_time, n_band, height, width)
     )
-    name = "aligned-read-" + dask.base.tokenize(plan.session, chunks)
+    name = NAME_PREFIX + dask.base.tokenize(plan.session, chunks)
     graph: dict = {}
     y0 = 0
     for iy, h in enumerate(chunks[2]):
@@ -184,6 +187,27 @@ def aligned_array(plan: Plan, chunksize: int) -> Any:
         y0 += h
     hlg = HighLevelGraph.from_collections(name, graph, dependencies=[])
     return Array(hlg, name, chunks, dtype=np.dtype("uint16"))
+
+
+def block_reader(array: Any, index: tuple[int, ...]) -> Callable[[], np.ndarray] | None:
+    """The read of block ``index`` of ``array`` as a plain call, if that is all it is.
+
+    For an array straight from :func:`aligned_array` (no other graph layer: not sliced,
+    rechunked or computed on), block ``index`` is one :func:`read_chunk` call, which the
+    store's writer can make directly instead of computing a one-task dask graph per block.
+
+    Returns:
+        A function returning the block, or None (compute the block with dask).
+    """
+    graph = array.__dask_graph__()
+    layers = getattr(graph, "layers", None)
+    if not array.name.startswith(NAME_PREFIX) or layers is None or len(layers) != 1:
+        return None
+    task = layers[array.name].get((array.name, *index))
+    if not (isinstance(task, tuple) and len(task) == 4 and task[0] is read_chunk):
+        return None
+    _func, plan, rows, cols = task
+    return lambda: read_chunk(plan, rows, cols)
 
 
 def read_chunk(plan: Plan, rows: tuple[int, int], cols: tuple[int, int]) -> np.ndarray:
