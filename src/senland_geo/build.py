@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from pathlib import Path
 
 import xarray as xr
@@ -87,9 +88,10 @@ def build_region_cube(
         def stacked(names: list[str]) -> xr.DataArray:
             return cube.select_season(cube.stack(items, region, names, chunksize=chunksize), season)
 
+        check = None
         if has_scl:
             scl = cube.stack(items, region, ["SCL"], chunksize=min(chunksize, CHECK_CHUNKSIZE))
-            _check_not_all_cloudy(cube.select_season(scl, season), region)
+            check = _start_cloud_check(cube.select_season(scl, season), region)
         if composite == "median":
             result = cube.composite_median(stacked(bands))
         elif composite == "monthly":
@@ -97,6 +99,8 @@ def build_region_cube(
         else:  # the scenes as they are: SCL is not stored, so it is not read
             result = stacked(list(region.bands))
         grid = store.grid_of(result)
+        if check is not None:
+            check()  # raises if every scene is cloudy, before labels are fetched
         label_array = labels.labels_for_grid(region.labels, grid, items, tile_root=label_tile_root)
         label_da = None
         if label_array is not None:
@@ -145,6 +149,24 @@ def build_region_cube(
             report=report,
             compression=compression,
         )
+
+
+def _start_cloud_check(scl: xr.DataArray, region: Region) -> Callable[[], None]:
+    """Start :func:`_check_not_all_cloudy`; the returned function waits for its outcome.
+
+    On an in-process scheduler the check (a read of one SCL chunk, mostly in GDAL, which
+    releases the GIL) runs on a thread while the caller builds the cube's graph (20-40 ms
+    of Python); otherwise it runs now.
+    """
+    if store.in_process_scheduler() is None:
+        _check_not_all_cloudy(scl, region)
+        return lambda: None
+    from concurrent.futures import ThreadPoolExecutor
+
+    pool = ThreadPoolExecutor(1, thread_name_prefix="senland-cloud-check")
+    future = pool.submit(_check_not_all_cloudy, scl, region)
+    pool.shutdown(wait=False)
+    return future.result
 
 
 def _check_not_all_cloudy(scl: xr.DataArray, region: Region) -> None:
