@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import xarray as xr
 
@@ -154,22 +155,25 @@ def build_region_cube(
 def _start_cloud_check(scl: xr.DataArray, region: Region) -> Callable[[], None]:
     """Start :func:`_check_not_all_cloudy`; the returned function waits for its outcome.
 
-    On an in-process scheduler the check (a read of one SCL chunk, mostly in GDAL, which
+    On dask's threaded scheduler the check (a read of one SCL chunk, mostly in GDAL, which
     releases the GIL) runs on a thread while the caller builds the cube's graph (20-40 ms
     of Python); otherwise it runs now.
     """
-    if store.in_process_scheduler() is None:
+    threads = store._threaded_workers(store.in_process_scheduler())
+    if not threads:
         _check_not_all_cloudy(scl, region)
         return lambda: None
-    from concurrent.futures import ThreadPoolExecutor
+    import dask.local
 
-    pool = ThreadPoolExecutor(1, thread_name_prefix="senland-cloud-check")
-    future = pool.submit(_check_not_all_cloudy, scl, region)
-    pool.shutdown(wait=False)
+    # On one thread of the pool the store writes with (its GDAL setup is then reused),
+    # computed there synchronously (the threaded scheduler would start a pool of its own).
+    future = store.shared_pool(threads).submit(
+        _check_not_all_cloudy, scl, region, dask.local.get_sync
+    )
     return future.result
 
 
-def _check_not_all_cloudy(scl: xr.DataArray, region: Region) -> None:
+def _check_not_all_cloudy(scl: xr.DataArray, region: Region, scheduler: Any = None) -> None:
     """Raise if no pixel of any scene is clear.
 
     Reads the SCL cube ``(time, 1, y, x)`` chunk by chunk (one, then two, four... at a
@@ -177,6 +181,11 @@ def _check_not_all_cloudy(scl: xr.DataArray, region: Region) -> None:
     costs a chunk of SCL rather than a second read of the whole band. The outcome is that
     of checking every pixel: the error needs every chunk read and found without a clear
     pixel.
+
+    Args:
+        scl: The SCL cube.
+        region: Named in the error.
+        scheduler: dask scheduler (default: :func:`senland_geo.store.in_process_scheduler`).
 
     Raises:
         UserError: No clear pixel, or the SCL imagery could not be read.
@@ -195,7 +204,7 @@ def _check_not_all_cloudy(scl: xr.DataArray, region: Region) -> None:
         flags = [(~da.isin(data.blocks[b], invalid)).any() for b in blocks[start : start + step]]
         start, step = start + step, 2 * step
         try:
-            found = dask.compute(*flags, scheduler=store.in_process_scheduler())
+            found = dask.compute(*flags, scheduler=scheduler or store.in_process_scheduler())
         except Exception as exc:
             translated = store._translate_read_error(exc)
             if translated is None:

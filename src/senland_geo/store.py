@@ -13,6 +13,7 @@ import json
 import os
 import shutil
 import sys
+import threading
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -331,6 +332,26 @@ def _threaded_workers(scheduler: Any) -> int:
     return int(dask.config.get("num_workers", None) or os.cpu_count() or 1)
 
 
+_pools: dict[int, Any] = {}
+_pools_lock = threading.Lock()
+
+
+def shared_pool(threads: int) -> Any:
+    """A process-wide pool of ``threads`` threads for reads and writes, made once per size.
+
+    Reused by every store write and by the build's cloud check, so GDAL's and PROJ's
+    per-thread setup (about 8 ms of CPU per new thread that opens a raster) is paid once
+    per thread, not per call.
+    """
+    from concurrent.futures import ThreadPoolExecutor
+
+    with _pools_lock:
+        pool = _pools.get(threads)
+        if pool is None:
+            pool = _pools[threads] = ThreadPoolExecutor(threads, thread_name_prefix="senland-io")
+        return pool
+
+
 def _write_pooled(
     todo: list[tuple[int, int]],
     block_tasks: Callable[..., list],
@@ -348,7 +369,7 @@ def _write_pooled(
     whose block is one plain aligned read (:func:`senland_geo.aligned_read.block_reader`)
     is read and written by direct calls, without a dask graph (3-7 ms of CPU per block).
     """
-    from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
+    from concurrent.futures import FIRST_COMPLETED, wait
 
     import dask.local
 
@@ -357,25 +378,26 @@ def _write_pooled(
         if rest:
             _compute_tasks(block_tasks(block, rest), dask.local.get_sync)
 
-    with ThreadPoolExecutor(threads, thread_name_prefix="senland-write") as pool:
-        pending = {pool.submit(run, block): block for block in todo}
-        try:
-            while pending:
-                finished, _ = wait(pending, return_when=FIRST_COMPLETED)
-                ok, error = [], None
-                for future in finished:
-                    block = pending.pop(future)
-                    if future.exception() is None:
-                        ok.append(block)
-                    elif error is None:
-                        error = future.exception()
-                if ok:
-                    record(ok)
-                if error is not None:
-                    raise error
-        finally:
-            for future in pending:
-                future.cancel()
+    pool = shared_pool(threads)
+    pending = {pool.submit(run, block): block for block in todo}
+    try:
+        while pending:
+            finished, _ = wait(pending, return_when=FIRST_COMPLETED)
+            ok, error = [], None
+            for future in finished:
+                block = pending.pop(future)
+                if future.exception() is None:
+                    ok.append(block)
+                elif error is None:
+                    error = future.exception()
+            if ok:
+                record(ok)
+            if error is not None:
+                raise error
+    finally:
+        for future in pending:
+            future.cancel()
+        wait(pending)  # blocks already running finish before the caller goes on
 
 
 def _create_structure(ds: xr.Dataset, tmp: Path, encoding: dict[str, dict]) -> None:
