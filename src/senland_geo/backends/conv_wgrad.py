@@ -37,7 +37,6 @@ class _ConvLimitedWgrad(torch.autograd.Function):
         ctx.save_for_backward(x, weight)
         ctx.conf = conf
         ctx.wgrad_threads = wgrad_threads
-        ctx.bias_sizes = None if bias is None else list(bias.shape)
         return torch.ops.aten.convolution(x, weight, bias, *conf)
 
     @staticmethod
@@ -46,10 +45,13 @@ class _ConvLimitedWgrad(torch.autograd.Function):
         need_x, need_w, need_b = ctx.needs_input_grad[:3]
         grad_out = grad_out.contiguous(memory_format=_format_of(x))
         grad_x = grad_b = grad_w = None
-        if need_x or need_b:
-            grad_x, _, grad_b = torch.ops.aten.convolution_backward(
-                grad_out, x, weight, ctx.bias_sizes, *ctx.conf, [need_x, False, need_b]
+        if need_x:
+            grad_x, _, _ = torch.ops.aten.convolution_backward(
+                grad_out, x, weight, None, *ctx.conf, [True, False, False]
             )
+        if need_b:
+            # Not through oneDNN: it computes bias gradients in the (stalling) weight kernel.
+            grad_b = grad_out.sum(dim=(0, 2, 3), dtype=torch.float32).to(grad_out.dtype)
         if need_w:
             threads = torch.get_num_threads()
             torch.set_num_threads(min(ctx.wgrad_threads, threads))
