@@ -198,5 +198,13 @@ def test_cpu_backend_limits_bf16_weight_grads_only_when_it_can() -> None:
     assert kinds(CPUBackend(threads=1, precision="bf16")) == {"Conv2d", "ConvTranspose2d"}
     assert kinds(CPUBackend(threads=2, precision="fp32")) == {"Conv2d", "ConvTranspose2d"}
     assert CPUBackend(threads=2, precision="bf16").describe()["bf16_wgrad_threads"] == 1
+    two_convs = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3), torch.nn.Conv2d(4, 4, 3))
+    assert CPUBackend(threads=2, precision="bf16").limit_bf16_weight_grads(two_convs) == 2
+    assert (
+        CPUBackend(threads=2, precision="bf16", compile=True).limit_bf16_weight_grads(
+            torch.nn.Conv2d(3, 4, 3)
+        )
+        == 0
+    )
     with pytest.raises(ValueError, match="bf16_wgrad_threads=0"):
         CPUBackend(bf16_wgrad_threads=0)

@@ -190,6 +190,8 @@ def train_on_split(
     stats = channel_stats(cube_path, train_boxes, bands=dataset.bands)
     normalize = Normalize.from_stats(stats).to(device)
     model = model.to(device)
+    if hasattr(backend, "limit_bf16_weight_grads"):  # cpu bf16: see backends/conv_wgrad.py
+        backend.limit_bf16_weight_grads(model)
 
     net: nn.Module = model
     if world_size > 1:

@@ -78,20 +78,28 @@ class CPUBackend(TorchBackendMixin):
         torch.set_num_threads(self.threads)
         torch.backends.mkldnn.enabled = self.mkldnn
 
-    def prepare_model(self, model: torch.nn.Module) -> torch.nn.Module:
-        """Move, format and optionally compile ``model``; limit bf16 weight-gradient threads.
+    def limit_bf16_weight_grads(self, model: torch.nn.Module) -> int:
+        """Compute ``model``'s bf16 conv weight gradients on ``bf16_wgrad_threads`` threads.
 
-        With ``precision="bf16"``, ``bf16_wgrad_threads`` set and fewer than ``threads``,
-        and no ``compile``, every ``nn.Conv2d`` computes its bf16 weight gradient on
-        ``bf16_wgrad_threads`` threads (parameters and results unchanged).
+        Applies when ``precision="bf16"``, ``bf16_wgrad_threads`` is set and below
+        ``threads``, and ``compile`` is off (see :mod:`senland_geo.backends.conv_wgrad`);
+        parameters, ``state_dict`` and results are unchanged.
+
+        Returns:
+            The number of convolutions changed (0 when it does not apply).
         """
         if (
-            self.precision == "bf16"
-            and self.bf16_wgrad_threads is not None
-            and self.bf16_wgrad_threads < self.threads
-            and not self.compile
+            self.precision != "bf16"
+            or self.bf16_wgrad_threads is None
+            or self.bf16_wgrad_threads >= self.threads
+            or self.compile
         ):
-            limit_bf16_weight_grad_threads(model, self.bf16_wgrad_threads)
+            return 0
+        return limit_bf16_weight_grad_threads(model, self.bf16_wgrad_threads)
+
+    def prepare_model(self, model: torch.nn.Module) -> torch.nn.Module:
+        """Limit bf16 weight-gradient threads, then move, format and compile as asked."""
+        self.limit_bf16_weight_grads(model)
         return super().prepare_model(model)
 
     def describe(self) -> dict[str, Any]:
