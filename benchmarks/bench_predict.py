@@ -2,8 +2,10 @@
 
 Usage::
 
-    python benchmarks/bench_predict.py [--size 512] [--tile 256] [--overlap 32] [--block 1024]
-        [--batch-size 8] [--out F.json]
+    python benchmarks/bench_predict.py [--size 512] [--tile 512] [--overlap 192] [--block 1024]
+        [--batch-size N] [--out F.json]
+
+Defaults are ``senland-geo predict``'s (tile, overlap, batch size ~0.5 Mpx per pass).
 
 Each area runs in its own subprocess (so its peak RSS is its own). Inside one run the
 script (1) writes a synthetic 10-band cube of ``size`` x ``size`` (1x) or ``4 size`` x
@@ -13,7 +15,9 @@ tiles, already in memory, with the same batch size. Pipeline efficiency is end-t
 tiles/s divided by model-only tiles/s of the same run (1.0 = reading and writing cost
 nothing visible). The model is the shipped sample's architecture (``unet-resnet34-slim``,
 width 0.375), randomly initialised: the speed is that of the real one. Peak RSS is taken in a
-third process per area that runs ``predict_cube`` alone. Prints JSON naming the hardware
+third process per area that runs ``predict_cube`` alone; that process also samples its RSS
+every 10 ms and reports the peak of each phase (setup: model load and threads; loop: read,
+predict, write the GeoTIFF; cog: COG conversion with overviews). Prints JSON naming the hardware
 (``senland_geo.hw.describe()``) and the load averages around each run.
 
 The children run with ``OMP_WAIT_POLICY=PASSIVE`` unless it is set (as ``senland-geo
@@ -34,6 +38,8 @@ import time
 from pathlib import Path
 
 import numpy as np
+
+from senland_geo.predict import DEFAULT_OVERLAP, DEFAULT_TILE, default_batch_size
 
 
 def _make_inputs(root: Path, size: int) -> tuple[Path, Path]:
@@ -99,6 +105,7 @@ def child(root: Path, size: int, tile: int, overlap: int, block: int, batch_size
     from senland_geo.predict import (
         CubeReader,
         build_predictor,
+        context_of,
         plan_batches,
         predict_cube,
     )
@@ -107,8 +114,8 @@ def child(root: Path, size: int, tile: int, overlap: int, block: int, batch_size
     cube, ckpt = root / "cube.zarr", root / "model.pt"
     # Warm-up (first-call allocations, oneDNN primitive creation) on a small read.
     predictor = build_predictor(ckpt, batch_size)
-    reader = CubeReader(cube, list(range(10)), tile, False)
-    batches = plan_batches(size, size, tile, overlap, block)
+    reader = CubeReader(cube, list(range(10)), tile, False, context_of(overlap))
+    batches = plan_batches(size, size, tile, block)
     x, _, d = reader.read(batches[0])
     predictor(x[:1], d[:1])
     n = len([w for b in batches for w in b])
@@ -134,6 +141,8 @@ def child(root: Path, size: int, tile: int, overlap: int, block: int, batch_size
         "end_to_end_tiles_per_second": round(e2e, 3),
         "model_only_tiles_per_second": round(model, 3),
         "model_seconds_inside_pipeline": round(stats["model_seconds"], 2),
+        "phase_seconds": {k: round(stats[f"{k}_seconds"], 3) for k in ("setup", "loop", "cog")},
+        "model_only_seconds": round(model_seconds, 3),
         "pipeline_efficiency": round(e2e / model, 3),
         "peak_rss_mib_with_model_only_timing": round(rss / 1024, 1),
         "loadavg_start": [round(v, 2) for v in load_start],
@@ -146,26 +155,20 @@ def main() -> None:
     """Run the 1x and 16x areas in subprocesses and print one JSON document."""
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--size", type=int, default=512, help="side of the 1x area in pixels")
-    ap.add_argument("--tile", type=int, default=256, help="model tile (input size)")
-    ap.add_argument("--overlap", type=int, default=32)
+    ap.add_argument("--tile", type=int, default=DEFAULT_TILE, help="tile (core) side in pixels")
+    ap.add_argument("--overlap", type=int, default=DEFAULT_OVERLAP)
     ap.add_argument("--block", type=int, default=1024, help="pixels per unit of work")
-    ap.add_argument("--batch-size", type=int, default=8)
+    ap.add_argument("--batch-size", type=int, default=None, help="default: predict's")
     ap.add_argument("--busy", type=int, default=0, help="busy-looping processes as load")
     ap.add_argument("--out", type=Path, default=None, help="also write the JSON here")
     ap.add_argument("--child", type=int, default=None, help=argparse.SUPPRESS)
     ap.add_argument("--root", type=Path, default=None, help=argparse.SUPPRESS)
     ap.add_argument("--rss-only", action="store_true", help=argparse.SUPPRESS)
     args = ap.parse_args()
+    args.batch_size = args.batch_size or default_batch_size(args.tile, args.overlap)
     if args.child is not None:
         if args.rss_only:  # predict_cube alone: its peak RSS, nothing else in the process
-            from senland_geo.predict import predict_cube
-
-            predict_cube(
-                args.root / "cube.zarr", args.root / "model.pt", args.root / "rss.tif",
-                tile=args.tile, overlap=args.overlap, block=args.block,
-                batch_size=args.batch_size, progress=False,
-            )  # fmt: skip
-            print(json.dumps(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss))
+            print(json.dumps(_rss_only(args)))
             return
         result = child(args.root, args.child, args.tile, args.overlap, args.block, args.batch_size)
         print(json.dumps(result))
@@ -207,6 +210,46 @@ def main() -> None:
         args.out.write_text(text + "\n")
 
 
+def _rss_only(args: argparse.Namespace) -> dict:
+    """Run ``predict_cube`` alone, sampling RSS; peak RSS overall and per phase (MiB)."""
+    import threading
+
+    from senland_geo.predict import predict_cube
+
+    page = os.sysconf("SC_PAGE_SIZE")
+    samples: list[tuple[float, int]] = []
+    stop = threading.Event()
+
+    def sample() -> None:
+        with open("/proc/self/statm") as f:
+            while not stop.wait(0.01):
+                f.seek(0)
+                samples.append((time.perf_counter(), int(f.read().split()[1]) * page))
+
+    thread = threading.Thread(target=sample, daemon=True)
+    stats: dict = {}
+    t0 = time.perf_counter()
+    thread.start()
+    predict_cube(
+        args.root / "cube.zarr", args.root / "model.pt", args.root / "rss.tif",
+        tile=args.tile, overlap=args.overlap, block=args.block,
+        batch_size=args.batch_size, progress=False, stats=stats,
+    )  # fmt: skip
+    stop.set()
+    thread.join()
+    loop0 = t0 + stats["setup_seconds"]
+    cog0 = loop0 + stats["loop_seconds"]
+    phases = {"setup": (t0, loop0), "loop": (loop0, cog0), "cog": (cog0, float("inf"))}
+    mib = 1024 * 1024
+    return {
+        "peak_rss_kib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss,
+        "phase_peak_rss_mib": {
+            k: round(max((r for t, r in samples if a <= t < b), default=0) / mib, 1)
+            for k, (a, b) in phases.items()
+        },
+    }
+
+
 def _run_areas(args: argparse.Namespace, env: dict[str, str]) -> dict[str, dict]:
     """Run the 1x and 16x areas, each in its own subprocesses (timings, then RSS only)."""
     runs = {}
@@ -223,7 +266,8 @@ def _run_areas(args: argparse.Namespace, env: dict[str, str]) -> dict[str, dict]
                 [*cmd, "--rss-only"], capture_output=True, text=True, check=True, env=env
             )
             rss = json.loads(proc.stdout.strip().splitlines()[-1])
-        runs[name]["peak_rss_mib_predict_only"] = round(rss / 1024, 1)
+        runs[name]["peak_rss_mib_predict_only"] = round(rss["peak_rss_kib"] / 1024, 1)
+        runs[name]["phase_peak_rss_mib_predict_only"] = rss["phase_peak_rss_mib"]
     return runs
 
 

@@ -91,25 +91,35 @@ def data(tmp_path_factory):
     }
 
 
-def test_strip_holds_one_tile_row_and_stitches_the_cores():
+def test_strip_holds_one_tile_row_of_uint8_and_stitches_the_cores():
     height, width, tile, k = 300, 500, 128, 5
     rng = np.random.default_rng(1)
     whole = rng.random((k, 384, 512)).astype(np.float32)  # "predictions" of a larger scene
+    whole /= whole.sum(0)
+    valid = rng.random((384, 512)) > 0.1
+    lut = np.array([10, 20, 30, 40, 50], np.uint8)
     batches = plan_batches(height, width, tile, block=200)
     assert all(len({w.row for w in b}) == 1 for b in batches)  # a batch never spans rows
-    strip = StripAccumulator(width, k, tile)
-    assert strip.probs.shape == (k, tile, width)  # only `tile` rows are ever held
-    rows = []
+    strip = StripAccumulator(width, k, tile, lut, probabilities=True)
+    assert strip.codes.shape == (tile, width) and strip.probs.shape == (k, tile, width)
+    assert strip.codes.dtype == strip.probs.dtype == np.uint8  # only `tile` rows, uint8
+    codes, probs = [], []
     for i, batch in enumerate(batches):
         for w in batch:
-            core = whole[:, w.row : w.row + tile, w.col : w.col + tile]
-            strip.add(w, core, np.ones((tile, tile), bool))
+            core = (slice(w.row, w.row + tile), slice(w.col, w.col + tile))
+            strip.add(w, whole[(slice(None), *core)], valid[core])
         if i + 1 == len(batches) or batches[i + 1][0].row != batch[0].row:
-            p, index, valid = strip.release(batch[0].height)
-            assert valid.all() and p.shape == (k, batch[0].height, width)
-            np.testing.assert_array_equal(index, p.argmax(0))
-            rows.append(p.copy())
-    np.testing.assert_array_equal(np.concatenate(rows, axis=1), whole[:, :height, :width])
+            c, p = strip.release(batch[0].height)
+            assert c.shape == (batch[0].height, width)
+            codes.append(c)
+            probs.append(p)
+    ok = valid[:height, :width]
+    expected = np.where(ok, lut[whole[:, :height, :width].argmax(0)], 0)
+    np.testing.assert_array_equal(np.concatenate(codes), expected)
+    q = np.concatenate(probs, axis=1)
+    assert (q[:, ~ok] == PROB_NODATA).all()
+    np.testing.assert_array_equal(q[:, ok], np.rint(whole[:, :height, :width][:, ok] * PROB_SCALE))
+    assert strip.any_valid
 
 
 def test_reader_mirrors_the_scene_around_each_core(data):

@@ -351,14 +351,16 @@ class CubeReader:
         self.temporal = temporal
         self.context = context
 
-    def read(self, batch: Sequence[Window]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """Read a batch.
+    def read_tiles(
+        self, batch: Sequence[Window]
+    ) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+        """Read a batch with one bounding-box read and yield it tile by tile.
 
-        Returns:
-            ``(x, valid, date_valid)``: model input ``(N, [T,] C, tile + 2 context,
-            tile + 2 context)`` float32 (the scene mirrored beyond its border), the cores'
-            ``(N, tile, tile)`` valid-pixel masks (False outside the scene) and ``(N, T)``
-            per-date validity of each input.
+        Yields:
+            ``(x, valid, date_valid)`` per tile: model input ``([T,] C, tile + 2 context,
+            tile + 2 context)`` float32 (the scene mirrored beyond its border), the core's
+            ``(tile, tile)`` valid-pixel mask (False outside the scene) and the ``(T,)``
+            per-date validity of the input.
         """
         height, width = self.array.shape[-2:]
         t, ctx = self.tile, self.context
@@ -369,29 +371,29 @@ class CubeReader:
         rr0, rr1 = max(r0, 0), min(r0 + size, height)
         cc0, cc1 = max(c0, 0), min(c1, width)
         raw = np.asarray(self.array[:, :, rr0:rr1, cc0:cc1])[:, self.band_index]
-        pix_date = (raw != 0).any(axis=1)  # (T, h, w)
-        valid = pix_date.any(axis=0)
-        if self.temporal:
-            block = raw.astype(np.float32)
-        else:  # mean of the valid dates
-            n = pix_date.sum(axis=0, dtype=np.float32)
-            block = raw.sum(axis=0, dtype=np.float32) / np.maximum(n, 1)
-        del raw
-        xs, valids, dates = [], [], []
         pad_rows = (rr0 - r0, r0 + size - rr1)
         for w in batch:
             a, b = w.col - ctx, w.col + t + ctx  # the input's columns in the scene
-            sub = block[..., max(a, 0) - cc0 : min(b, width) - cc0]
+            sub = raw[..., max(a, 0) - cc0 : min(b, width) - cc0]  # (T, C, h, w)
+            pix_date = (sub != 0).any(axis=1)  # (T, h, w)
+            if self.temporal:
+                x = sub.astype(np.float32)
+            else:  # mean of the valid dates
+                x = sub.sum(axis=0, dtype=np.float32)
+                x /= np.maximum(pix_date.sum(axis=0, dtype=np.float32), 1)
             pad = (pad_rows, (max(a, 0) - a, b - min(b, width)))
             if pad != ((0, 0), (0, 0)):
-                sub = np.pad(sub, ((0, 0),) * (sub.ndim - 2) + pad, mode="symmetric")
-            xs.append(sub)
+                x = np.pad(x, ((0, 0),) * (x.ndim - 2) + pad, mode="symmetric")
             core = np.zeros((t, t), dtype=bool)
-            core[: w.height, : w.width] = valid[
-                w.row - rr0 : w.row - rr0 + w.height, w.col - cc0 : w.col - cc0 + w.width
+            rows, cols = w.row - rr0, w.col - max(a, 0)
+            core[: w.height, : w.width] = pix_date.any(axis=0)[
+                rows : rows + w.height, cols : cols + w.width
             ]
-            valids.append(core)
-            dates.append(pix_date[:, :, max(a, 0) - cc0 : min(b, width) - cc0].any(axis=(1, 2)))
+            yield x, core, pix_date.any(axis=(1, 2))
+
+    def read(self, batch: Sequence[Window]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Read a batch: the tiles of :meth:`read_tiles`, stacked (``(N, ...)`` arrays)."""
+        xs, valids, dates = zip(*self.read_tiles(batch), strict=True)
         return np.stack(xs), np.stack(valids), np.stack(dates)
 
 
@@ -403,27 +405,38 @@ def crop_core(probs: np.ndarray, context: int) -> np.ndarray:
 
 
 class StripAccumulator:
-    """Class probabilities of one tile row of the scene (``tile`` rows, full width)."""
+    """Class codes (and quantized probabilities) of one tile row of the scene.
 
-    def __init__(self, width: int, num_classes: int, tile: int) -> None:
-        self.probs = np.zeros((num_classes, tile, width), dtype=np.float32)
-        self.valid = np.zeros((tile, width), dtype=bool)
+    Each core is reduced to uint8 as it arrives (arg-max to class codes, probabilities to
+    ``round(p * PROB_SCALE)``), so the strip holds ``tile`` rows of uint8, not float32.
+    """
+
+    def __init__(
+        self, width: int, num_classes: int, tile: int, lut: np.ndarray, probabilities: bool
+    ) -> None:
+        self.lut = lut
+        self.codes = np.zeros((tile, width), dtype=np.uint8)
+        self.probs = np.zeros((num_classes, tile, width), np.uint8) if probabilities else None
+        self.any_valid = False
 
     def add(self, w: Window, probs: np.ndarray, valid: np.ndarray) -> None:
-        """Put one core's ``(K, tile, tile)`` probabilities and valid mask in the strip."""
+        """Put one core's ``(K, tile, tile)`` probabilities, with its valid mask, in the strip."""
+        p = probs[:, : w.height, : w.width]
+        ok = valid[: w.height, : w.width]
+        self.any_valid |= bool(ok.any())
+        codes = self.lut[p.argmax(0)]
+        codes[~ok] = NODATA_CODE
         cols = slice(w.col, w.col + w.width)
-        self.probs[:, : w.height, cols] = probs[:, : w.height, : w.width]
-        self.valid[: w.height, cols] = valid[: w.height, : w.width]
+        self.codes[: w.height, cols] = codes
+        if self.probs is not None:
+            q = np.rint(p * PROB_SCALE).astype(np.uint8)
+            q[:, ~ok] = PROB_NODATA
+            self.probs[:, : w.height, cols] = q
 
-    def release(self, rows: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """The first ``rows`` rows of the strip.
-
-        Returns:
-            ``(probs, index, valid)``: probabilities (a view, valid until the next
-            :meth:`add`), their arg-max and the valid mask (new arrays).
-        """
-        probs = self.probs[:, :rows]
-        return probs, probs.argmax(0), self.valid[:rows].copy()
+    def release(self, rows: int) -> tuple[np.ndarray, np.ndarray | None]:
+        """Copies of the first ``rows`` rows: class codes and quantized probabilities."""
+        probs = None if self.probs is None else self.probs[:, :rows].copy()
+        return self.codes[:rows].copy(), probs
 
 
 class _MapWriter:
@@ -490,24 +503,29 @@ class _MapWriter:
 
 def _read_ahead(
     reader: CubeReader, batches: Sequence[Sequence[Window]], depth: int
-) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray]]:
-    """Yield reads of ``batches`` in order, prefetched by a thread ``depth`` batches ahead."""
+) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray, bool]]:
+    """Yield the tiles of ``batches`` in order, read ahead by a thread (``depth`` tiles).
+
+    Yields:
+        ``(x, valid, date_valid, last)`` per tile; ``last`` marks the end of a batch.
+    """
     q: queue.Queue = queue.Queue(maxsize=max(1, depth))
     stop = threading.Event()
 
     def work() -> None:
         try:
             for b in batches:
-                if stop.is_set():
-                    return
-                q.put(("ok", reader.read(b)))
+                for i, tile in enumerate(reader.read_tiles(b)):
+                    if stop.is_set():
+                        return
+                    q.put(("ok", (*tile, i + 1 == len(b))))
         except BaseException as exc:  # noqa: BLE001 - handed to the consumer
             q.put(("error", exc))
 
     thread = threading.Thread(target=work, name="senland-reader", daemon=True)
     thread.start()
     try:
-        for _ in batches:
+        for _ in range(sum(len(b) for b in batches)):
             kind, value = q.get()
             if kind == "error":
                 raise value
@@ -521,26 +539,35 @@ def _read_ahead(
 
 def _predict_in_full_batches(
     predictor: TilePredictor,
-    reads: Iterator[tuple[np.ndarray, np.ndarray, np.ndarray]],
+    reads: Iterator[tuple[np.ndarray, np.ndarray, np.ndarray, bool]],
     batch_size: int,
     timing: dict[str, float],
     context: int = 0,
-) -> Iterator[tuple[np.ndarray, np.ndarray]]:
-    """Predict blocks of tiles in forward passes of exactly ``batch_size`` tiles.
+) -> Iterator[tuple[list[np.ndarray], list[np.ndarray]]]:
+    """Predict tiles in forward passes of exactly ``batch_size`` tiles, block by block.
 
     Tiles are taken in scene order across block boundaries, so every forward pass but the
     last is full whatever the block size: the speed and peak memory depend on
     ``batch_size``, not on the block or the scene width, and the forward passes (hence the
     floating-point results) are the same for every block size.
 
+    Args:
+        predictor: The model.
+        reads: ``(x, valid, date_valid, last)`` per tile, ``last`` ending a block.
+        batch_size: Tiles per forward pass.
+        timing: ``model_seconds`` is added to it.
+        context: Pixels cropped on every side of each prediction.
+
     Yields:
-        ``(probs, valid)`` per block, in the order the blocks were read; ``probs`` are the
-        cores' (``context`` pixels cropped on every side).
+        ``(probs, valid)`` per block (lists, one entry per tile), in the order read;
+        ``probs`` are the cores' (``context`` pixels cropped on every side).
     """
-    blocks: deque[tuple[int, np.ndarray]] = deque()  # (tiles, valid mask) awaiting results
+    blocks: deque[int] = deque()  # tiles per block awaiting results
     tiles: list[np.ndarray] = []
     dates: list[np.ndarray] = []
+    valids: list[np.ndarray] = []
     done: list[np.ndarray] = []
+    count = 0
 
     def forward(n: int) -> None:
         x, d = np.stack(tiles[:n]), np.stack(dates[:n])
@@ -549,17 +576,21 @@ def _predict_in_full_batches(
         done.extend(crop_core(predictor(x, d, batch_size), context))
         timing["model_seconds"] += time.perf_counter() - t0
 
-    def finished() -> Iterator[tuple[np.ndarray, np.ndarray]]:
-        while blocks and len(done) >= blocks[0][0]:
-            n, valid = blocks.popleft()
-            probs = np.stack(done[:n])
-            del done[:n]
+    def finished() -> Iterator[tuple[list[np.ndarray], list[np.ndarray]]]:
+        while blocks and len(done) >= blocks[0]:
+            n = blocks.popleft()
+            probs, valid = done[:n], valids[:n]
+            del done[:n], valids[:n]
             yield probs, valid
 
-    for x, valid, d in reads:
-        blocks.append((len(x), valid))
-        tiles.extend(x)
-        dates.extend(d)
+    for x, valid, d, last in reads:
+        tiles.append(x)
+        dates.append(d)
+        valids.append(valid)
+        count += 1
+        if last:
+            blocks.append(count)
+            count = 0
         while len(tiles) >= batch_size:
             forward(batch_size)
         yield from finished()
@@ -771,8 +802,10 @@ def predict_cube(
         client: An existing ``distributed.Client`` (overrides ``scheduler``).
         probabilities: Also write per-class probabilities (uint8, value/254) to this COG.
         quicklook: Also write a colour PNG preview (at most 1024 px) to this path.
-        prefetch: Batches read ahead of the model (in-process only).
-        stats: If given, filled with timings: tiles, seconds, model_seconds, km2...
+        prefetch: Tiles read ahead of the model (in-process only).
+        stats: If given, filled with timings: tiles, seconds, model_seconds, km2, and the
+            phases: setup_seconds (checks, model load, threads), loop_seconds (read,
+            predict, write the GeoTIFF), cog_seconds (COG, overviews, quicklook).
         on_result: Called with the batch index as each batch's result arrives (tests).
 
     Returns:
@@ -850,43 +883,39 @@ def predict_cube(
                     batch_size, prefetch, timing, context,
                 )  # fmt: skip
             trim_heap()
-            strip = StripAccumulator(width, len(classes), tile)
+            strip = StripAccumulator(width, len(classes), tile, lut, tmp_prob is not None)
             writer = _MapWriter(tmp, grid, classes, tags, tmp_prob)
             bar = tqdm(total=n_tiles, desc="predict", unit="tile", disable=not progress)
             try:
                 with rasterio.Env(GDAL_CACHEMAX=GDAL_CACHE_MB):
+                    timing["loop_start"] = time.perf_counter()
                     for i, (probs, valid) in enumerate(results):
                         batch = batches[i]
                         for w, p, v in zip(batch, probs, valid, strict=True):
                             strip.add(w, p, v)
+                        del probs, valid
                         bar.update(len(batch))
                         last_in_row = i + 1 == len(batches) or batches[i + 1][0].row != batch[0].row
-                        if not last_in_row:
-                            continue
-                        start = batch[0].row
-                        p, index, ok = strip.release(batch[0].height)
-                        any_valid |= bool(ok.any())
-                        codes = lut[index]
-                        codes[~ok] = NODATA_CODE
-                        pq = None
-                        if tmp_prob is not None:
-                            pq = np.rint(p * PROB_SCALE).astype(np.uint8)
-                            pq[:, ~ok] = PROB_NODATA
-                        writer.submit(start, codes, pq)
-                        trim_heap()  # a tile row's buffers are free now
+                        if last_in_row:
+                            writer.submit(batch[0].row, *strip.release(batch[0].height))
+                            trim_heap()  # a tile row's buffers are free now
+                any_valid = strip.any_valid
             finally:
                 bar.close()
                 writer.close()
+                timing["loop_end"] = time.perf_counter()
         if not any_valid:
             raise UserError(
                 f"cube {cube_path} has no valid pixel (every band and date is 0/no data); "
                 "rebuild it with wider dates or a higher --max-cloud"
             )
+        t_cog = time.perf_counter()
         _to_cog(tmp, out, "MODE")
         if tmp_prob is not None and prob_out is not None:
             _to_cog(tmp_prob, prob_out, "AVERAGE")
         if ql_out is not None:
             write_quicklook(out, ql_out)
+        t_end = time.perf_counter()
     finally:
         for p in temps:
             p.unlink(missing_ok=True)
@@ -902,6 +931,10 @@ def predict_cube(
             model_seconds=timing["model_seconds"],
             tiles_per_second=n_tiles / seconds,
             hardware=tags["hardware"],
+            setup_seconds=timing["loop_start"] - t_start,
+            loop_seconds=timing["loop_end"] - timing["loop_start"],
+            cog_seconds=t_end - t_cog,
+            batch_size=batch_size,
         )
     return out
 
