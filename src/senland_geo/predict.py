@@ -19,10 +19,10 @@ How a map is made, tile by tile:
    cut (block size) or spread (number of workers).
 2. Each batch is read from the Zarr cube (one bounding-box read), reduced to the model's
    input ((C, H, W) for single-image models, (T, C, H, W) for time-series models with
-   ``meta["temporal"]``) and run through the model. In-process, a reader thread prefetches
-   the next batches while the model runs; on dask.distributed each worker reads and
-   predicts its own batches with the model loaded once per worker (a worker plugin ships
-   the checkpoint bytes, so remote workers need no copy of it).
+   ``meta["temporal"]``) and run through the model. In-process, tiles are read when the
+   model needs them (``prefetch`` > 0: a reader thread reads ahead); on dask.distributed
+   each worker reads and predicts its own batches with the model loaded once per worker
+   (a worker plugin ships the checkpoint bytes, so remote workers need no copy of it).
 3. The cores' class probabilities are written into a *strip* that holds only ``tile`` rows
    of the scene. When a tile row is done, the strip is arg-maxed and written to a tiled
    GeoTIFF by a writer thread; memory does not grow with the number of rows.
@@ -506,10 +506,17 @@ def _read_ahead(
 ) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray, bool]]:
     """Yield the tiles of ``batches`` in order, read ahead by a thread (``depth`` tiles).
 
+    ``depth`` 0 reads in the calling thread when a tile is needed (no thread, no queue).
+
     Yields:
         ``(x, valid, date_valid, last)`` per tile; ``last`` marks the end of a batch.
     """
-    q: queue.Queue = queue.Queue(maxsize=max(1, depth))
+    if depth <= 0:  # read in this thread, just in time
+        for b in batches:
+            for i, tile in enumerate(reader.read_tiles(b)):
+                yield (*tile, i + 1 == len(b))
+        return
+    q: queue.Queue = queue.Queue(maxsize=depth)
     stop = threading.Event()
 
     def work() -> None:
@@ -776,7 +783,7 @@ def predict_cube(
     client: Any = None,
     probabilities: str | Path | None = None,
     quicklook: str | Path | None = None,
-    prefetch: int = 2,
+    prefetch: int = 0,
     stats: dict[str, Any] | None = None,
     on_result: Callable[[int], None] | None = None,
 ) -> Path:
@@ -796,13 +803,17 @@ def predict_cube(
         batch_size: Model inputs per forward pass (default: :func:`default_batch_size`).
         progress: Show a progress bar.
         provenance: Extra tags for the map (region, catalog...).
-        scheduler: None: in this process (a reader thread prefetches tiles while the
-            model runs); ``"local"``: a dask LocalCluster; else a dask scheduler address.
+        scheduler: None: in this process (tiles are read as the model needs them, or
+            by a reader thread with ``prefetch``); ``"local"``: a dask LocalCluster; else a
+            dask scheduler address.
         workers: LocalCluster size (default 1 worker using every core).
         client: An existing ``distributed.Client`` (overrides ``scheduler``).
         probabilities: Also write per-class probabilities (uint8, value/254) to this COG.
         quicklook: Also write a colour PNG preview (at most 1024 px) to this path.
-        prefetch: Tiles read ahead of the model (in-process only).
+        prefetch: Tiles read ahead of the model by a reader thread (in-process only). 0
+            (default): read each tile when the model needs it. At the default tile a
+            read is a few % of a forward pass, the thread gained no time on 2 busy
+            cores and cost ~130 MiB peak RSS at 16x (docs/performance.md).
         stats: If given, filled with timings: tiles, seconds, model_seconds, km2, and the
             phases: setup_seconds (checks, model load, threads), loop_seconds (read,
             predict, write the GeoTIFF), cog_seconds (COG, overviews, quicklook).
