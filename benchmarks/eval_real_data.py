@@ -106,14 +106,22 @@ def _forest(m: dict[str, Any]) -> dict[str, Any]:
     return {**summary(m), **{k: m[k] for k in keep if k in m}, "loadavg_after": _loadavg()}
 
 
+def _unets(args: argparse.Namespace) -> list[str]:
+    """The U-Nets selected with ``--models``."""
+    return [m for m in UNETS if m in args.models]
+
+
 def _judge(result: dict[str, Any], forests: tuple[str, ...]) -> None:
     """Margins of each U-Net over the best forest, and ``goal_met``."""
     best = max(forests, key=lambda f: result[f]["miou"])
     rf = result[best]["miou"]
     result["best_forest"] = best
-    result["unet_minus_forest_miou"] = {m: round(result[m]["miou"] - rf, 4) for m in UNETS}
-    result["goal_met"] = bool(min(result["unet_minus_forest_miou"].values()) >= GOAL)
-    for name in (*UNETS, *forests, *(k for k in result if k.startswith("agrunet_"))):
+    unets = [m for m in UNETS if m in result]
+    result["unet_minus_forest_miou"] = {m: round(result[m]["miou"] - rf, 4) for m in unets}
+    result["goal_met"] = bool(min(result["unet_minus_forest_miou"].values(), default=-1) >= GOAL)
+    if len(unets) < len(UNETS):
+        result["goal_met"] = f"not judged: only {unets} run"
+    for name in (*unets, *forests, *(k for k in result if k.startswith("agrunet_"))):
         result[name]["miou_trained_classes"] = _trained_miou(result, name)
 
 
@@ -126,7 +134,8 @@ def brandenburg(args: argparse.Namespace, work: Path) -> dict[str, Any]:
     if not cube.exists():
         build_region_cube(get_region("brandenburg"), cube)
     data = load_cube_split(cube)
-    recipe = replace(BRANDENBURG, seed=args.seed, precision=args.precision, refit=not args.no_refit)
+    recipe = replace(BRANDENBURG, seed=args.seed, seeds=args.seeds, precision=args.precision,
+                     refit=not args.no_refit)  # fmt: skip
     if args.epochs:
         recipe = replace(recipe, epochs=args.epochs)
     out: dict[str, Any] = {
@@ -136,7 +145,7 @@ def brandenburg(args: argparse.Namespace, work: Path) -> dict[str, Any]:
         "class_pixels": _class_pixels(data),
         "recipe": asdict(recipe),
     }
-    for model in UNETS:
+    for model in _unets(args):
         out[model] = _network(train_in_memory(model, data, recipe))
     rf = tune_forest(data, **_forest_options(args))
     out["random_forest"] = _forest(rf)
@@ -175,7 +184,8 @@ def slovenia(args: argparse.Namespace) -> dict[str, Any]:
     single = SceneData(sl.scenes[scene], sl.labels, cols, sl.bands)
     others = [sl.scenes[i] for i in range(len(sl.scenes)) if i != scene]
     others = others if args.slo_all_dates else []
-    common = {"seed": args.seed, "precision": args.precision, "refit": not args.no_refit}
+    common = {"seed": args.seed, "seeds": args.seeds, "precision": args.precision,
+              "refit": not args.no_refit}  # fmt: skip
     if args.slo_epochs:
         common["epochs"] = args.slo_epochs
     recipes = {m: replace(r, **common) for m, r in SLOVENIA.items()}
@@ -186,7 +196,7 @@ def slovenia(args: argparse.Namespace) -> dict[str, Any]:
         "class_pixels": _class_pixels(single),
         "recipes": {m: asdict(r) for m, r in recipes.items()},
     }
-    for model in UNETS:
+    for model in _unets(args):
         m = train_in_memory(model, single, recipes[model], extra_images=others)
         out[model] = _network(m)
     out["random_forest"] = _forest(
@@ -195,14 +205,16 @@ def slovenia(args: argparse.Namespace) -> dict[str, Any]:
     series = SceneData(sl.scenes, sl.labels, cols, sl.bands)
     out["random_forest_5_date_stack"] = _forest(tune_forest(series, **_forest_options(args)))
     agr = replace(recipes["unet-gn"], model_options=AGRUNET_OPTIONS)
-    out["agrunet_5_dates"] = _network(train_in_memory("agrunet", series, agr))
+    if "agrunet" in args.models:
+        out["agrunet_5_dates"] = _network(train_in_memory("agrunet", series, agr))
     _judge(out, ("random_forest", "random_forest_5_date_stack"))
     if args.kfold:
         out["kfold"] = _slovenia_kfold(args, out, single, series, others, recipes, agr)
-    best_single = max(out[m]["miou"] for m in UNETS)
-    out["agrunet_minus_best_single_scene_unet_miou"] = round(
-        out["agrunet_5_dates"]["miou"] - best_single, 4
-    )
+    if "agrunet_5_dates" in out and _unets(args):
+        best_single = max(out[m]["miou"] for m in _unets(args))
+        out["agrunet_minus_best_single_scene_unet_miou"] = round(
+            out["agrunet_5_dates"]["miou"] - best_single, 4
+        )
     return out
 
 
@@ -224,7 +236,7 @@ def _slovenia_kfold(
     def epochs(name: str) -> list[int]:
         return [e + 1 for e in holdout[name]["best_epochs"]]
 
-    for model in UNETS:
+    for model in _unets(args):
         out[model] = crossval_network(
             model, single, recipes[model], folds, epochs=epochs(model), extra_images=others
         )
@@ -236,16 +248,18 @@ def _slovenia_kfold(
     out["random_forest_5_date_stack"] = crossval_forest(
         series, holdout["random_forest_5_date_stack"]["chosen"], folds, **forest
     )
-    if not args.kfold_skip_agrunet:
+    if "agrunet" in args.models and not args.kfold_skip_agrunet:
         out["agrunet_5_dates"] = crossval_network(
             "agrunet", series, agr, folds, epochs=epochs("agrunet_5_dates")
         )
     best = max(("random_forest", "random_forest_5_date_stack"), key=lambda f: out[f]["miou_mean"])
     out["best_forest"] = best
     out["unet_minus_forest_miou_mean"] = {
-        m: round(out[m]["miou_mean"] - out[best]["miou_mean"], 4) for m in UNETS
+        m: round(out[m]["miou_mean"] - out[best]["miou_mean"], 4) for m in _unets(args)
     }
-    out["goal_met"] = bool(min(out["unet_minus_forest_miou_mean"].values()) >= GOAL)
+    out["goal_met"] = bool(min(out["unet_minus_forest_miou_mean"].values(), default=-1) >= GOAL)
+    if len(_unets(args)) < len(UNETS):
+        out["goal_met"] = f"not judged: only {_unets(args)} run"
     out["seconds"] = round(time.perf_counter() - t0, 1)
     out["loadavg_after"] = _loadavg()
     return out
@@ -299,8 +313,11 @@ def main() -> None:
     p.add_argument("--no-refit", action="store_true", help="score the early-stopped models")
     p.add_argument("--quick", action="store_true", help="smoke run: 2 epochs, one forest")
     p.add_argument("--kfold", type=int, default=5, help="Slovenia k-fold (0: skip)")
+    p.add_argument("--models", type=lambda v: v.split(","), default=[*UNETS, "agrunet"],
+                   help="networks to run, comma-separated (default: all three)")  # fmt: skip
     p.add_argument("--kfold-skip-agrunet", action="store_true", help="no AgrUNet k-fold")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seeds", type=int, default=1, help="networks: seed-ensemble size")
     p.add_argument("--precision", default="bf16", choices=["fp32", "bf16"])
     p.add_argument("--threads", type=int, default=None, help="torch threads (default: all)")
     p.add_argument("--rf-pixels", type=int, default=60_000, help="forest training draw")
