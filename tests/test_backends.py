@@ -180,17 +180,29 @@ def test_bf16_weight_grad_threads_inactive_in_fp32_and_inference() -> None:
         conv_wgrad.limit_bf16_weight_grad_threads(limited, threads=0)
 
 
-def test_cpu_backend_limits_bf16_weight_grads_only_when_it_can() -> None:
+def test_cpu_backend_limits_bf16_weight_grads_only_when_asked(monkeypatch) -> None:
     from senland_geo.backends.conv_wgrad import Bf16WgradConv2d, Bf16WgradConvTranspose2d
+
+    monkeypatch.delenv("SENLAND_BF16_WGRAD_THREADS", raising=False)
 
     def kinds(backend: CPUBackend) -> set[str]:
         net = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3), torch.nn.ConvTranspose2d(4, 4, 2))
         return {type(m).__name__ for m in backend.prepare_model(net)}
 
+    assert kinds(CPUBackend(threads=2, precision="bf16", bf16_wgrad_threads=1)) == {
+        Bf16WgradConv2d.__name__,
+        Bf16WgradConvTranspose2d.__name__,
+    }
+    assert kinds(CPUBackend(threads=2, precision="bf16")) == {"Conv2d", "ConvTranspose2d"}
+    monkeypatch.setenv("SENLAND_BF16_WGRAD_THREADS", "1")
     assert kinds(CPUBackend(threads=2, precision="bf16")) == {
         Bf16WgradConv2d.__name__,
         Bf16WgradConvTranspose2d.__name__,
     }
+    monkeypatch.setenv("SENLAND_BF16_WGRAD_THREADS", "two")
+    with pytest.raises(ValueError, match="SENLAND_BF16_WGRAD_THREADS='two'"):
+        CPUBackend(threads=2, precision="bf16")
+    monkeypatch.setenv("SENLAND_BF16_WGRAD_THREADS", "1")
     assert kinds(CPUBackend(threads=2, precision="bf16", bf16_wgrad_threads=None)) == {
         "Conv2d",
         "ConvTranspose2d",

@@ -142,7 +142,8 @@ def test_jax_skipped_with_a_note_when_plugin_missing(monkeypatch) -> None:
     assert rows == [] and "pip install" in note
 
 
-def test_bf16_stock_mode_keeps_torch_weight_grad_threading() -> None:
+def test_bf16_modes_choose_weight_grad_threading(monkeypatch) -> None:
+    monkeypatch.delenv("SENLAND_BF16_WGRAD_THREADS", raising=False)
     cfg = bench.BenchConfig.quick(
         models=("unet-gn",), model_options={"unet-gn": {"base_channels": 8, "depth": 1}}, size=16
     )
@@ -150,11 +151,12 @@ def test_bf16_stock_mode_keeps_torch_weight_grad_threading() -> None:
     try:
         rows = {
             mode: bench.measure_torch("unet-gn", mode, 2, cfg, threads=2, steps=1, inference=False)
-            for mode in ("bf16", "bf16-stock", "eager")
+            for mode in ("bf16", "bf16-wgrad1", "bf16-stock", "eager")
         }
     finally:
         torch.set_num_threads(before)
-    assert rows["bf16"][0]["bf16_wgrad_threads"] == 1
+    assert rows["bf16"][0]["bf16_wgrad_threads"] is None  # default: torch's threading
+    assert rows["bf16-wgrad1"][0]["bf16_wgrad_threads"] == 1
     assert rows["bf16-stock"][0]["bf16_wgrad_threads"] is None
     assert rows["eager"][0]["bf16_wgrad_threads"] is None
     assert all(_positive(r[0]["images_per_s"]) for r in rows.values())

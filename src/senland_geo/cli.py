@@ -411,8 +411,8 @@ def new_region(name, directory, bbox, epsg, catalog, start, end) -> None:
 @click.option(
     "--modes",
     default=None,
-    help="Comma-separated torch modes: eager, channels_last, bf16, "
-    "bf16-channels_last, compile, compile-bf16.",
+    help="Comma-separated torch modes: eager, channels_last, bf16, bf16-stock, "
+    "bf16-wgrad1, bf16-channels_last, compile, compile-bf16.",
 )
 @click.option("--steps", type=int, default=None, help="Timed steps per row.")
 @click.option("--threads", type=int, default=None, help="Threads (default: physical cores).")
