@@ -203,13 +203,8 @@ def _check_not_all_cloudy(scl: xr.DataArray, region: Region, scheduler: Any = No
     while start < len(blocks):
         flags = [(~da.isin(data.blocks[b], invalid)).any() for b in blocks[start : start + step]]
         start, step = start + step, 2 * step
-        try:
+        with store.imagery_errors_as_user_errors():
             found = dask.compute(*flags, scheduler=scheduler or store.in_process_scheduler())
-        except Exception as exc:
-            translated = store._translate_read_error(exc)
-            if translated is None:
-                raise
-            raise translated from exc
         if any(found):
             return
     raise UserError(

@@ -8,6 +8,7 @@ coordinates, provenance in attributes).
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -15,7 +16,7 @@ import shutil
 import sys
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -152,6 +153,20 @@ def _translate_read_error(exc: Exception) -> UserError | None:
     )
 
 
+@contextlib.contextmanager
+def imagery_errors_as_user_errors() -> Iterator[None]:
+    """Re-raise an error reading imagery inside the block as a one-line UserError."""
+    try:
+        yield
+    except UserError:
+        raise
+    except Exception as exc:
+        translated = _translate_read_error(exc)
+        if translated is None:
+            raise
+        raise translated from exc
+
+
 def write_cube(
     ds: xr.Dataset,
     path: str | Path,
@@ -254,15 +269,8 @@ def write_cube(
             if read is None:
                 rest.append(name)
                 continue
-            try:
+            with imagery_errors_as_user_errors():
                 writers[name].write(read(), key)
-            except UserError:
-                raise
-            except Exception as exc:
-                translated = _translate_read_error(exc)
-                if translated is None:
-                    raise
-                raise translated from exc
         return rest
 
     def record(done_blocks: list[tuple[int, int]]) -> None:
@@ -311,15 +319,8 @@ def _compute_tasks(tasks: list, scheduler: Any) -> None:
     """Compute write tasks; unreadable imagery becomes a one-line UserError."""
     import dask
 
-    try:
+    with imagery_errors_as_user_errors():
         dask.compute(*tasks, scheduler=scheduler)
-    except UserError:
-        raise
-    except Exception as exc:
-        translated = _translate_read_error(exc)
-        if translated is None:
-            raise
-        raise translated from exc
 
 
 def _threaded_workers(scheduler: Any) -> int:
