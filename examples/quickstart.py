@@ -41,7 +41,7 @@ def main() -> None:
         batch_size=8,
     )
     print(format_metrics(train(cube, run, config)))
-    predict_cube(cube, run / "checkpoint.pt", run / "map.tif", tile=256, overlap=32)
+    predict_cube(cube, run / "checkpoint.pt", run / "map.tif")
     print(f"report: {write_report(run, run / 'report.html')}")
 
 

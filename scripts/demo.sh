@@ -5,7 +5,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 VENV="$(scripts/setup.sh | tail -n 1)"
 OUT="${1:-map.tif}"
-"$VENV/bin/senland-geo" predict --region brandenburg --out "$OUT" --tile 256 --overlap 32
+"$VENV/bin/senland-geo" predict --region brandenburg --out "$OUT"
 "$VENV/bin/python" - "$OUT" <<'PY'
 import sys
 
