@@ -250,3 +250,19 @@ def tiny_checkpoint(brandenburg_cube: Path, tmp_path_factory: pytest.TempPathFac
     )
     train(brandenburg_cube, out, config, progress=False)
     return out / "checkpoint.pt"
+
+
+@pytest.fixture
+def toy_scene():
+    """A tiny in-memory scene: three classes separable by band 0, in 4-column stripes."""
+    import numpy as np
+
+    from senland_geo.classes import IGNORE_INDEX
+    from senland_geo.evaluate import SceneData, column_split
+
+    rng = np.random.default_rng(0)
+    labels = np.tile(np.arange(60) // 4 % 3, (40, 1)).astype(np.int64)
+    image = rng.normal(0, 0.1, (2, 40, 60)).astype(np.float32)
+    image[0] += labels * 1.0
+    labels[:2] = IGNORE_INDEX
+    return SceneData(image, labels, column_split(60, buffer_px=2), ["B1", "B2"])

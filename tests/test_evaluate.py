@@ -93,18 +93,8 @@ def test_load_cube_split_matches_the_training_holdout(brandenburg_cube: Path) ->
     assert all(n > 10_000 for n in labelled.values())
 
 
-def _toy(seed: int = 0) -> SceneData:
-    """Three classes separable by band 0, six columns of each class band by band."""
-    rng = np.random.default_rng(seed)
-    labels = np.tile(np.arange(60) // 4 % 3, (40, 1)).astype(np.int64)
-    image = rng.normal(0, 0.1, (2, 40, 60)).astype(np.float32)
-    image[0] += labels * 1.0
-    labels[:2] = IGNORE_INDEX
-    return SceneData(image, labels, column_split(60, buffer_px=2), ["B1", "B2"])
-
-
-def test_tune_forest_learns_a_separable_toy_and_reports_its_choice() -> None:
-    data = _toy()
+def test_tune_forest_learns_a_separable_toy_and_reports_its_choice(toy_scene: SceneData) -> None:
+    data = toy_scene
     m = tune_forest(data, grid=((5, None, 1), (5, 2, 1)), class_weights=(None,), refit=False)
     assert m["miou"] == pytest.approx(1.0)
     assert m["train_pixels"] == 38 * 28  # labelled rows x training columns
@@ -116,8 +106,8 @@ def test_tune_forest_learns_a_separable_toy_and_reports_its_choice() -> None:
     assert m["pixels"] == 38 * data.labels[:, data.columns["test"]].shape[1]
 
 
-def test_training_pixels_stack_one_sample_per_image() -> None:
-    data = _toy()
+def test_training_pixels_stack_one_sample_per_image(toy_scene: SceneData) -> None:
+    data = toy_scene
     x, y = training_pixels([data.image, data.image + 1], data.labels, data.columns)
     n = 38 * 28
     assert x.shape == (2 * n, 2) and y.shape == (2 * n,)
@@ -166,8 +156,8 @@ def test_flip_average_of_a_pointwise_model_is_its_softmax() -> None:
         np.testing.assert_allclose(FlipAverage(model)(x), model(x).softmax(1), atol=1e-6)
 
 
-def test_train_in_memory_runs_the_engine_and_scores_the_test_columns() -> None:
-    data = _toy()
+def test_train_in_memory_runs_the_engine_and_scores_the_test_columns(toy_scene: SceneData) -> None:
+    data = toy_scene
     recipe = Recipe(
         epochs=2, steps_per_epoch=1, batch_size=2, patch_size=16, precision="fp32",
         model_options={"base_channels": 8, "depth": 2, "groups": 4},

@@ -12,7 +12,6 @@ from senland_geo.evaluate import (
     Recipe,
     SceneData,
     SoftmaxEnsemble,
-    column_split,
     train_in_memory,
 )
 from senland_geo.evaluate_folds import (
@@ -26,16 +25,6 @@ from senland_geo.evaluate_folds import (
 TINY = {"base_channels": 8, "depth": 2, "groups": 4}
 
 
-def _toy(seed: int = 0) -> SceneData:
-    """Three classes separable by band 0, in 4-column stripes."""
-    rng = np.random.default_rng(seed)
-    labels = np.tile(np.arange(60) // 4 % 3, (40, 1)).astype(np.int64)
-    image = rng.normal(0, 0.1, (2, 40, 60)).astype(np.float32)
-    image[0] += labels * 1.0
-    labels[:2] = IGNORE_INDEX
-    return SceneData(image, labels, column_split(60, buffer_px=2), ["B1", "B2"])
-
-
 def test_column_folds_cover_every_column_once_with_buffers() -> None:
     folds = column_folds(100, 5, buffer_px=3)
     tested = np.concatenate([np.arange(100)[f["test"]] for f in folds])
@@ -46,8 +35,8 @@ def test_column_folds_cover_every_column_once_with_buffers() -> None:
         column_folds(20, 4, buffer_px=3)
 
 
-def test_fold_view_hides_test_pixels_and_labels_from_training() -> None:
-    data = _toy()
+def test_fold_view_hides_test_pixels_and_labels_from_training(toy_scene: SceneData) -> None:
+    data = toy_scene
     fold = column_folds(60, 3, buffer_px=2)[1]  # test 20:40, blank 18:42
     view = _fold_data(data, fold)
     assert (view.labels[:, 18:42] == IGNORE_INDEX).all()
@@ -60,8 +49,8 @@ def test_fold_view_hides_test_pixels_and_labels_from_training() -> None:
     assert blank(series, slice(2, 5))[..., 2:5].sum() == 0 and series.sum() == 3 * 2 * 4 * 10
 
 
-def test_crossval_forest_scores_each_strip_and_summarises() -> None:
-    data = _toy()
+def test_crossval_forest_scores_each_strip_and_summarises(toy_scene: SceneData) -> None:
+    data = toy_scene
     folds = column_folds(60, 3, buffer_px=2)
     out = crossval_forest(data, {"n_estimators": 5}, folds)
     assert [f["test_columns"] for f in out["folds"]] == [[0, 20], [20, 40], [40, 60]]
@@ -69,8 +58,8 @@ def test_crossval_forest_scores_each_strip_and_summarises() -> None:
     assert out["miou_mean"] > 0.99 and out["miou_std"] < 0.01
 
 
-def test_crossval_forest_cannot_learn_a_class_only_in_the_test_strip() -> None:
-    data = _toy()
+def test_crossval_forest_cannot_learn_a_class_only_in_the_test_strip(toy_scene: SceneData) -> None:
+    data = toy_scene
     data.labels[:, 40:] = np.where(data.labels[:, 40:] == 2, 2, data.labels[:, 40:])
     data.labels[:, :40] = np.where(data.labels[:, :40] == 2, IGNORE_INDEX, data.labels[:, :40])
     out = crossval_forest(data, {"n_estimators": 5}, column_folds(60, 3, buffer_px=2))
@@ -87,8 +76,8 @@ def test_soft_ensemble_averages_probabilities() -> None:
         np.testing.assert_allclose(SoftmaxEnsemble([a, b])(x).softmax(1), mean, atol=1e-5)
 
 
-def test_train_in_memory_seed_ensemble_trains_one_network_per_seed() -> None:
-    data = _toy()
+def test_train_in_memory_seed_ensemble_trains_one_network_per_seed(toy_scene: SceneData) -> None:
+    data = toy_scene
     recipe = Recipe(
         epochs=2, steps_per_epoch=1, batch_size=2, patch_size=16, precision="fp32",
         model_options=TINY, seeds=2, refit=False,
@@ -101,8 +90,8 @@ def test_train_in_memory_seed_ensemble_trains_one_network_per_seed() -> None:
         train_in_memory("unet-gn", data, Recipe(seeds=0))
 
 
-def test_crossval_network_trains_per_fold_and_checks_epochs() -> None:
-    data = _toy()
+def test_crossval_network_trains_per_fold_and_checks_epochs(toy_scene: SceneData) -> None:
+    data = toy_scene
     recipe = Recipe(
         steps_per_epoch=1, batch_size=2, patch_size=16, precision="fp32", model_options=TINY
     )
