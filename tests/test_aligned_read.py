@@ -9,6 +9,7 @@ import dask
 import numpy as np
 import pytest
 import rasterio
+import stackstac
 import xarray as xr
 from pyproj import Transformer
 from rasterio.transform import Affine
@@ -129,6 +130,31 @@ def test_direct_reads_equal_stackstac_bit_for_bit(aligned):
     assert a.dtype == b.dtype == np.uint16 and a.shape == (2, 4, 9 + N10 + 5, 7 + N10 + 3)
     xr.testing.assert_identical(direct.coords.to_dataset(), warped.coords.to_dataset())
     assert direct.dims == warped.dims and direct.rio.crs == warped.rio.crs
+    # ... and both are what stackstac.stack itself gives (cube.stack runs its steps).
+    region = _region(catalog, BOUNDS)
+    items = stac.search(region)
+    plain = [i.to_dict(include_self_link=False, transform_hrefs=False) for i in items]
+    reference = stackstac.stack(
+        plain,
+        assets=BANDS,
+        epsg=EPSG,
+        resolution=10.0,
+        bounds=BOUNDS,
+        dtype=np.dtype("uint16"),
+        fill_value=np.uint16(0),
+        rescale=False,
+        chunksize=(1, 1, 48, 48),
+        sortby_date="asc",
+        xy_coords="center",
+    )
+    with dask.config.set(scheduler="threads", num_workers=2):
+        np.testing.assert_array_equal(reference.values, a)
+    for name in ("y", "x"):
+        np.testing.assert_array_equal(reference[name].values, direct[name].values)
+    np.testing.assert_array_equal(
+        reference["time"].values.astype("datetime64[ns]"), direct["time"].values
+    )
+    assert [str(b) for b in reference["band"].values] == list(direct["band"].values)
     assert list(direct["band"].values) == BANDS
     # Real pixels: the asset's upper-left corner is output pixel (9, 7); each 20 m pixel of
     # scene s2 (first by date) fills 2 x 2 output pixels from there.
@@ -313,3 +339,54 @@ def test_threaded_store_write_equals_sync_write_byte_for_byte(aligned, tmp_path,
     with dask.config.set(scheduler="threads"):
         plain = xr.open_zarr(tmp_path / "threads.zarr", consolidated=False)["reflectance"].values
     np.testing.assert_array_equal(plain, _stack(catalog, False).values)
+
+
+def _chunk_files(out: Path) -> dict[str, bytes]:
+    return {
+        p.relative_to(out).as_posix(): p.read_bytes()
+        for p in sorted((out / "reflectance" / "c").rglob("*"))
+        if p.is_file()
+    }
+
+
+def test_prefetched_blocks_are_the_blocks_written(aligned, tmp_path, monkeypatch):
+    """Blocks computed ahead (while the store is prepared) are written as computed: the
+    same bytes as the sync write, for plain reads and for a median composite."""
+    catalog = _write_items(aligned[0], aligned[1])
+    taken: list[tuple[int, ...]] = []
+    real_take = store.BlockPrefetch.take
+
+    def take(self, data, key):
+        read = real_take(self, data, key)
+        if read is not None:
+            taken.append(key)
+        return read
+
+    monkeypatch.setattr(store.BlockPrefetch, "take", take)
+    for kind, stacked in (
+        ("plain", _stack(catalog, True)),
+        ("median", cube.composite_median(_stack(catalog, True))),
+    ):
+        ds = store.cube_to_dataset(stacked)
+        files = {}
+        for scheduler in ("threads", "sync"):
+            out = tmp_path / f"{kind}-{scheduler}.zarr"
+            taken.clear()
+            with dask.config.set(scheduler=scheduler, num_workers=2):
+                prefetch = store.prefetch_blocks(ds["reflectance"].data, out, (48, 48))
+                assert (prefetch is None) == (scheduler == "sync")
+                store.write_cube(ds, out, chunks=(48, 48), prefetch=prefetch)
+            files[scheduler] = _chunk_files(out)
+            # threads: the first block of each thread came from the prefetch
+            assert taken == ([(0, 0, 0, 0), (0, 0, 0, 1)] if prefetch else [])
+        assert len(files["threads"]) == 9 and files["threads"] == files["sync"]
+    with dask.config.set(scheduler="threads", num_workers=2):
+        data = _stack(catalog, True).data
+        # Not chunked like the store, or an interrupted write to resume: no prefetch.
+        assert store.prefetch_blocks(data, tmp_path / "x.zarr", (24, 24)) is None
+        (tmp_path / "y.zarr.partial").mkdir()
+        assert store.prefetch_blocks(data, tmp_path / "y.zarr", (48, 48)) is None
+        started = store.prefetch_blocks(data, tmp_path / "z.zarr", (48, 48))
+        assert started is not None
+        started.cancel()
+        assert started.take(data, (0, 0, 0, 0)) is None

@@ -142,6 +142,33 @@ def plan_aligned(
         rescale=False,
         dtype=np.dtype("uint16"),
     )
+    return plan_prepared(table, spec, ids, items, assets, epsg=epsg, gdal_env=gdal_env)
+
+
+def plan_prepared(
+    table: np.ndarray,
+    spec: Any,
+    ids: Sequence[str],
+    items: Sequence[dict],
+    assets: Sequence[str],
+    *,
+    epsg: int,
+    gdal_env: Any,
+) -> Plan | None:
+    """:func:`plan_aligned` from what ``stackstac.prepare.prepare_items`` returned.
+
+    Args:
+        table: Its asset table ``(time, band)``.
+        spec: Its output ``RasterSpec``.
+        ids: Its asset ids (the band order).
+        items: Its items (sorted by date).
+        assets: The requested asset keys.
+        epsg: Output CRS.
+        gdal_env: stackstac ``LayeredEnv`` to open and read under.
+
+    Returns:
+        The plan, or None (use stackstac).
+    """
     if list(ids) != list(assets) or spec.epsg != epsg:
         return None
     urls = np.empty(table.shape, dtype=object)

@@ -99,57 +99,92 @@ def build_region_cube(
             result = cube.composite_monthly(stacked(bands))
         else:  # the scenes as they are: SCL is not stored, so it is not read
             result = stacked(list(region.bands))
-        grid = store.grid_of(result)
-        if check is not None:
-            check()  # raises if every scene is cloudy, before labels are fetched
-        label_array = labels.labels_for_grid(region.labels, grid, items, tile_root=label_tile_root)
-        label_da = None
-        if label_array is not None:
-            table = region.classes
-            label_da = xr.DataArray(
-                label_array,
-                dims=("y", "x"),
-                coords={"y": result["y"], "x": result["x"]},
-                attrs={
-                    "source": region.labels,
-                    "class_table": table.name,
-                    "flag_values": table.codes,
-                    "flag_meanings": " ".join(n.replace(" ", "_") for n in table.names),
-                    "flag_colors": " ".join(c.color for c in table.classes),
-                    "nodata": 0,
-                },
-            )
-        ds = store.cube_to_dataset(
-            result,
-            label_da,
+        # Its first blocks are read on the I/O pool while the store is prepared.
+        prefetch = store.prefetch_blocks(result.data, out, (chunksize, chunksize))
+        try:
+            return _finish(
+                result, items, region, out, check, prefetch,
+                catalog=catalog, composite=composite, season=season, max_cloud=max_cloud,
+                label_tile_root=label_tile_root, chunksize=chunksize, overwrite=overwrite,
+                progress=progress, report=report, compression=compression,
+            )  # fmt: skip
+        finally:
+            if prefetch is not None:
+                prefetch.cancel()
+
+
+def _finish(
+    result: xr.DataArray,
+    items: list,
+    region: Region,
+    out: Path,
+    check: Callable[[], None] | None,
+    prefetch: store.BlockPrefetch | None,
+    *,
+    catalog: str | None,
+    composite: str,
+    season: tuple[int, int] | None,
+    max_cloud: float | None,
+    label_tile_root: str | None,
+    chunksize: int,
+    overwrite: bool,
+    progress: bool,
+    report: list[store.WriteReport] | None,
+    compression: str,
+) -> Path:
+    """The rest of :func:`build_region_cube`: cloud check outcome, labels, store write."""
+    grid = store.grid_of(result)
+    if check is not None:
+        check()  # raises if every scene is cloudy, before labels are fetched
+    label_array = labels.labels_for_grid(region.labels, grid, items, tile_root=label_tile_root)
+    label_da = None
+    if label_array is not None:
+        table = region.classes
+        label_da = xr.DataArray(
+            label_array,
+            dims=("y", "x"),
+            coords={"y": result["y"], "x": result["x"]},
             attrs={
-                "region": region.to_dict(),
-                "catalog": catalog or region.catalog,
-                "provider": stac.resolve_catalog(catalog or region.catalog).href,
-                "composite": composite,
-                "season": list(season) if season else None,
-                "items": [item.id for item in items],
-                "query": {
-                    "collections": list(region.collections),
-                    "bbox": list(region.bbox),
-                    "datetime": region.datetime,
-                    "max_cloud": max_cloud,
-                },
-                "class_table": region.class_table,
-                "software": f"senland-geo {__version__}",
+                "source": region.labels,
+                "class_table": table.name,
+                "flag_values": table.codes,
+                "flag_meanings": " ".join(n.replace(" ", "_") for n in table.names),
+                "flag_colors": " ".join(c.color for c in table.classes),
+                "nodata": 0,
             },
         )
-        if label_da is not None:
-            ds["labels"].attrs.update(label_da.attrs)
-        return store.write_cube(
-            ds,
-            out,
-            chunks=(chunksize, chunksize),
-            overwrite=overwrite,
-            progress=progress,
-            report=report,
-            compression=compression,
-        )
+    ds = store.cube_to_dataset(
+        result,
+        label_da,
+        attrs={
+            "region": region.to_dict(),
+            "catalog": catalog or region.catalog,
+            "provider": stac.resolve_catalog(catalog or region.catalog).href,
+            "composite": composite,
+            "season": list(season) if season else None,
+            "items": [item.id for item in items],
+            "query": {
+                "collections": list(region.collections),
+                "bbox": list(region.bbox),
+                "datetime": region.datetime,
+                "max_cloud": max_cloud,
+            },
+            "class_table": region.class_table,
+            "software": f"senland-geo {__version__}",
+        },
+    )
+    if label_da is not None:
+        ds["labels"].attrs.update(label_da.attrs)
+    return store.write_cube(
+        ds,
+        out,
+        chunks=(chunksize, chunksize),
+        overwrite=overwrite,
+        progress=progress,
+        report=report,
+        compression=compression,
+        prefetch=prefetch,
+    )
 
 
 def _start_cloud_check(scl: xr.DataArray, region: Region) -> Callable[[], None]:

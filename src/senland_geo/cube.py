@@ -15,6 +15,9 @@ import rioxarray  # noqa: F401  (registers the .rio accessor)
 import stackstac
 import xarray as xr
 from rasterio.enums import Resampling
+from rasterio.errors import RasterioIOError
+from stackstac.prepare import prepare_items, to_coords
+from stackstac.to_dask import items_to_dask
 
 from senland_geo import aligned_read, composite
 from senland_geo.errors import UserError
@@ -25,6 +28,9 @@ from senland_geo.regions import Region
 SCL_INVALID: tuple[int, ...] = (0, 1, 3, 8, 9, 10, 11)
 
 DIMS = ("time", "band", "y", "x")
+
+#: Read errors stackstac.stack turns into no data by default (its ``errors_as_nodata``).
+STACKSTAC_ERRORS_AS_NODATA: tuple[Exception, ...] = (RasterioIOError("HTTP response code: 404"),)
 
 #: GDAL settings for reading COGs over HTTP: no directory listing, retries on 429/5xx.
 GDAL_ENV: dict[str, object] = {
@@ -100,53 +106,63 @@ def stack(
             )
     bounds = bounds or region.output_bounds()
     # Plain dicts: pystac's to_dict() would try to resolve root links over the network.
-    plain = [item.to_dict(include_self_link=False, transform_hrefs=False) for item in items]
+    # Sorted by date as stackstac.stack(sortby_date="asc") sorts them.
+    plain = sorted(
+        (item.to_dict(include_self_link=False, transform_hrefs=False) for item in items),
+        key=lambda item: item["properties"].get("datetime", "") or "",
+    )
     gdal_env = stackstac.DEFAULT_GDAL_ENV.updated(always=GDAL_ENV)
-    cube = stackstac.stack(
+    # stackstac.stack's own steps (prepare, dask array, coordinates), so the asset table is
+    # prepared once for both paths and stackstac's graph is built only when it is used.
+    table, spec, ids, plain = prepare_items(
         plain,
         assets=list(bands),
         epsg=region.epsg,
         resolution=region.resolution,
         bounds=bounds,
-        dtype=np.dtype("uint16"),
-        fill_value=np.uint16(0),
         rescale=False,
-        resampling=Resampling.nearest,
-        chunksize=(1, 1, chunksize, chunksize),
-        sortby_date="asc",
-        xy_coords="center",
-        gdal_env=gdal_env,
+        dtype=np.dtype("uint16"),
     )
     expected = (
         round((bounds[3] - bounds[1]) / region.resolution),
         round((bounds[2] - bounds[0]) / region.resolution),
     )
-    if tuple(cube.shape[2:]) != expected:  # stackstac may silently guess a grid
-        raise RuntimeError(f"stackstac built grid {cube.shape[2:]}, expected {expected}")
+    if tuple(spec.shape) != expected:  # stackstac may silently guess a grid
+        raise RuntimeError(f"stackstac built grid {tuple(spec.shape)}, expected {expected}")
+    plan = None
     if direct:
-        plan = aligned_read.plan_aligned(
-            sorted(plain, key=lambda item: item["properties"].get("datetime", "") or ""),
-            list(bands),
-            epsg=region.epsg,
-            resolution=region.resolution,
-            bounds=bounds,
-            gdal_env=gdal_env,
+        plan = aligned_read.plan_prepared(
+            table, spec, ids, plain, list(bands), epsg=region.epsg, gdal_env=gdal_env
         )
-        if plan is not None and plan.urls.shape == cube.shape[:2]:
-            cube = cube.copy(data=aligned_read.aligned_array(plan, chunksize))
-    return _clean(cube, region.epsg)
-
-
-def _clean(cube: xr.DataArray, epsg: int) -> xr.DataArray:
-    """Keep only the dimension coordinates and attach the CRS."""
-    cube = cube.reset_coords(drop=True)
-    cube = cube.assign_coords(
-        time=cube["time"].values.astype("datetime64[ns]"),
-        band=[str(b) for b in cube["band"].values],
+    if plan is not None:
+        data = aligned_read.aligned_array(plan, chunksize)
+    else:
+        data = items_to_dask(
+            table,
+            spec,
+            chunksize=(1, 1, chunksize, chunksize),
+            dtype=np.dtype("uint16"),
+            resampling=Resampling.nearest,
+            fill_value=np.uint16(0),
+            rescale=False,
+            gdal_env=gdal_env,
+            errors_as_nodata=STACKSTAC_ERRORS_AS_NODATA,
+        )
+    coords, _dims = to_coords(
+        plain, list(ids), spec, xy_coords="center", properties=False, band_coords=False
     )
-    cube.attrs = {}
-    cube.name = "reflectance"
-    return cube.rio.write_crs(f"EPSG:{epsg}")
+    cube = xr.DataArray(
+        data,
+        dims=DIMS,
+        coords={
+            "time": np.asarray(coords["time"]).astype("datetime64[ns]"),
+            "band": [str(b) for b in ids],
+            "y": coords["y"],
+            "x": coords["x"],
+        },
+        name="reflectance",
+    )
+    return cube.rio.write_crs(f"EPSG:{region.epsg}")
 
 
 def valid_mask(cube: xr.DataArray) -> xr.DataArray:
