@@ -220,3 +220,32 @@ def test_cpu_backend_limits_bf16_weight_grads_only_when_asked(monkeypatch) -> No
     )
     with pytest.raises(ValueError, match="bf16_wgrad_threads=0"):
         CPUBackend(bf16_wgrad_threads=0)
+
+
+def test_bf16_without_native_support_warns_and_is_recorded(monkeypatch) -> None:
+    from senland_geo.backends import cpu
+
+    monkeypatch.setattr(cpu, "native_bf16", lambda: False)
+    with pytest.warns(RuntimeWarning, match=r"_slow_conv2d.*--precision fp32"):
+        backend = CPUBackend(threads=1, precision="bf16")
+    assert backend.describe()["bf16_native"] is False
+    monkeypatch.setattr(cpu, "native_bf16", lambda: True)
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        CPUBackend(threads=1, precision="bf16")
+        CPUBackend(threads=1, precision="fp32")
+
+
+def test_native_bf16_matches_the_convolution_torch_runs() -> None:
+    from torch.profiler import profile
+
+    from senland_geo.backends.cpu import native_bf16
+
+    conv = torch.nn.Conv2d(4, 4, 3, padding=1)
+    with profile() as prof, torch.autocast("cpu", dtype=torch.bfloat16):
+        conv(torch.randn(2, 4, 8, 8))
+    ops = {e.key for e in prof.key_averages()}
+    assert ("aten::mkldnn_convolution" in ops) == native_bf16()
+    assert ("aten::_slow_conv2d_forward" in ops) == (not native_bf16())

@@ -160,3 +160,22 @@ def test_bf16_modes_choose_weight_grad_threading(monkeypatch) -> None:
     assert rows["bf16-stock"][0]["bf16_wgrad_threads"] is None
     assert rows["eager"][0]["bf16_wgrad_threads"] is None
     assert all(_positive(r[0]["images_per_s"]) for r in rows.values())
+
+
+def test_bf16_modes_skipped_with_a_note_without_native_bf16(monkeypatch) -> None:
+    from senland_geo.backends import cpu
+
+    monkeypatch.setattr(cpu, "native_bf16", lambda: False)
+    cfg = bench.BenchConfig(
+        modes=("eager", "bf16", "bf16-stock"), scaling_modes=("bf16",), agrunet_modes=("eager",)
+    )
+    notes: list[str] = []
+    modes, scaling, agrunet = bench._runnable_modes(cfg, notes)
+    assert modes == ("eager",) and scaling == () and agrunet == ("eager",)
+    assert len(notes) == 1 and "['bf16', 'bf16-stock'] skipped" in notes[0]
+    assert "--precision fp32" in notes[0]
+    forced = bench.BenchConfig(modes=("eager", "bf16"), bf16_without_native=True)
+    assert bench._runnable_modes(forced, [])[0] == ("eager", "bf16")
+    monkeypatch.setattr(cpu, "native_bf16", lambda: True)
+    assert bench._runnable_modes(cfg, notes)[0] == ("eager", "bf16", "bf16-stock")
+    assert len(notes) == 1

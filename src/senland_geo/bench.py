@@ -107,6 +107,10 @@ class BenchConfig:
         conv_peak: Also measure the oneDNN 3x3-conv peak (fp32, bf16).
         fused_optimizer: Train with the fused AdamW (False: torch's default foreach).
         baseline: Time the plain-library smp baseline next to ``unet-resnet34``.
+        bf16_without_native: Run the torch bf16 modes also on a CPU without oneDNN bf16
+            support (:func:`senland_geo.backends.cpu.native_bf16`); by default they are
+            skipped with a note, since torch then runs bf16 convolutions in its reference
+            kernel (14-19x slower than fp32 for unet-resnet34 on an AVX2 CPU).
         seed: Seed of weights and data.
     """
 
@@ -148,6 +152,7 @@ class BenchConfig:
     conv_peak: bool = True
     fused_optimizer: bool = True
     baseline: bool = True
+    bf16_without_native: bool = False
     seed: int = 0
 
     def __post_init__(self) -> None:
@@ -178,6 +183,7 @@ class BenchConfig:
             "peak_min_seconds": 0.0,
             "conv_peak": False,
             "baseline": False,
+            "bf16_without_native": True,
         }
         base.update(overrides)
         return cls(**base)
@@ -270,7 +276,7 @@ def measure_torch(
     Returns:
         One row per task (``train``, ``infer``), with images/s from the median step.
     """
-    from senland_geo.backends.cpu import CPUBackend
+    from senland_geo.backends.cpu import CPUBackend, native_bf16
     from senland_geo.train import SegmentationLoss
 
     precision, channels_last, compiled = TORCH_MODES[mode]
@@ -323,6 +329,7 @@ def measure_torch(
         "input_shape": list(x.shape[1:]),
         "optimizer": "adamw-fused" if cfg.fused_optimizer else "adamw-foreach",
         "bf16_wgrad_threads": backend.bf16_wgrad_threads if precision == "bf16" else None,
+        "bf16_native": native_bf16(),
     }
     if length is not None:
         common["series_length"] = length
@@ -449,19 +456,28 @@ def _add_vs_plain(rows: list[dict[str, Any]], plain: list[dict[str, Any]]) -> No
 
 
 def matmul_peaks(cfg: BenchConfig, threads: int) -> dict[str, Any]:
-    """fp32 and bf16 ``torch.mm`` peaks (MKL) and 3x3-conv peaks (oneDNN) on ``threads``."""
+    """fp32 and bf16 ``torch.mm`` peaks (MKL) and 3x3-conv peaks (oneDNN) on ``threads``.
+
+    Without native bf16 (and ``cfg.bf16_without_native`` unset) the bf16 matmul is timed
+    at one small size (marked ``"native": False``) and the bf16 conv peak is not timed.
+    """
     torch.set_num_threads(threads)
     out: dict[str, Any] = {"threads": threads}
     for precision in ("fp32", "bf16"):
         load = _load1()
-        res = roofline.matmul_peak(
-            precision,
-            cfg.peak_sizes,
-            repeats=cfg.peak_repeats,
-            min_seconds=cfg.peak_min_seconds,
-        )
+        if precision == "bf16" and not _bf16_runs(cfg):
+            # Without native bf16 a bf16 mm runs at ~1 GFLOP/s: time one small size only.
+            res = roofline.matmul_peak(precision, (512,), repeats=2)
+            res["native"] = False
+        else:
+            res = roofline.matmul_peak(
+                precision,
+                cfg.peak_sizes,
+                repeats=cfg.peak_repeats,
+                min_seconds=cfg.peak_min_seconds,
+            )
         out[precision] = {**res, "loadavg_1m": [load, _load1()]}
-        if cfg.conv_peak:
+        if cfg.conv_peak and (precision == "fp32" or _bf16_runs(cfg)):
             load = _load1()
             conv = roofline.conv_peak(
                 precision, repeats=cfg.peak_repeats, min_seconds=cfg.peak_min_seconds
@@ -614,6 +630,10 @@ def run(
     rows: list[dict[str, Any]] = []
     scaling: list[dict[str, Any]] = []
     peaks: dict[Any, Any] = {}
+    known_notes = len(notes)
+    modes, scaling_modes, agrunet_modes = _runnable_modes(cfg, notes)
+    for note in notes[known_notes:]:
+        say(f"note: {note}")
 
     def result(complete: bool = False) -> dict[str, Any]:
         return {
@@ -642,7 +662,7 @@ def run(
         f"bf16 {peaks[threads]['bf16']['gflops']} GFLOP/s on {threads} threads"
         + (
             f"; 3x3 conv fp32 {peaks[threads]['conv_fp32']['gflops']}, "
-            f"bf16 {peaks[threads]['conv_bf16']['gflops']} GFLOP/s"
+            f"bf16 {peaks[threads].get('conv_bf16', {}).get('gflops', 'not timed')} GFLOP/s"
             if cfg.conv_peak
             else ""
         )
@@ -650,7 +670,7 @@ def run(
 
     for model in cfg.models:
         for bs in cfg.batch_sizes:
-            for mode in cfg.modes:
+            for mode in modes:
                 say(f"torch {model} batch {bs} {mode}")
                 new = measure_torch(
                     model,
@@ -689,7 +709,7 @@ def run(
         say(f"scaling: {t} thread(s)")
         if t not in peaks:
             peaks[t] = matmul_peaks(cfg, t)
-        for mode in cfg.scaling_modes:
+        for mode in scaling_modes:
             new = measure_torch(
                 cfg.scaling_model,
                 mode,
@@ -705,7 +725,7 @@ def run(
     torch.set_num_threads(threads)
     if cfg.agrunet:
         for length in cfg.agrunet_lengths:
-            for mode in cfg.agrunet_modes:
+            for mode in agrunet_modes:
                 say(f"torch {cfg.agrunet} T={length} batch {cfg.agrunet_batch} {mode}")
                 new = measure_torch(
                     cfg.agrunet,
@@ -723,7 +743,7 @@ def run(
                 snapshot()
                 say("  " + ", ".join(f"{r['task']} {r['images_per_s']} img/s" for r in new))
     torch.set_num_threads(threads)
-    for mode in cfg.scaling_modes:
+    for mode in scaling_modes:
         series = [r for r in scaling if r["mode"] == mode]
         one = next((r for r in series if r["threads"] == 1), None)
         for r in series:
@@ -732,6 +752,37 @@ def run(
                 r["efficiency"] = round(r["speedup_vs_1"] / r["threads"], 3)
 
     return result(complete=True)
+
+
+def _bf16_runs(cfg: BenchConfig) -> bool:
+    """Whether bf16 convolutions are timed: native bf16, or forced by the config."""
+    from senland_geo.backends.cpu import native_bf16
+
+    return cfg.bf16_without_native or native_bf16()
+
+
+def _runnable_modes(
+    cfg: BenchConfig, notes: list[str]
+) -> tuple[tuple[str, ...], tuple[str, ...], tuple[str, ...]]:
+    """The table, scaling and AgrUNet modes to run: bf16 ones only where bf16 is native.
+
+    Without oneDNN bf16 support torch runs bf16 convolutions in its reference kernel, so
+    a bf16 row would time that fallback (and take 15x as long); it is skipped with a note
+    unless ``cfg.bf16_without_native`` is set.
+    """
+    from senland_geo.backends.cpu import bf16_emulated_message
+
+    groups = (cfg.modes, cfg.scaling_modes, cfg.agrunet_modes)
+    if _bf16_runs(cfg):
+        return groups
+    skipped = sorted({m for g in groups for m in g if TORCH_MODES[m][0] == "bf16"})
+    if skipped:
+        notes.append(
+            f"torch modes {skipped} skipped: {bf16_emulated_message()} "
+            "(BenchConfig(bf16_without_native=True) times them anyway)"
+        )
+    keep = [tuple(m for m in g if TORCH_MODES[m][0] != "bf16") for g in groups]
+    return keep[0], keep[1], keep[2]
 
 
 def _jsonable(obj: Any) -> Any:
@@ -803,6 +854,7 @@ def write_outputs(result: dict[str, Any], out_dir: str | Path) -> dict[str, Path
     header = (
         f"# senland-geo bench\n\nEngine: {engine}; torch {result['hardware']['torch']}; "
         f"load average at start {load}, at end {result.get('loadavg_end')}\n\n"
+        + "".join(f"Note: {note}\n\n" for note in result.get("notes", []))
     )
     paths["table"].write_text(header + summary_table(result) + "\n")
     title = f"{engine}\nload avg (1 min) at start: {load[0]}"
