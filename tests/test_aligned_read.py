@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 import dask
+import dask.threaded
 import numpy as np
 import pytest
 import rasterio
@@ -237,10 +238,14 @@ def test_cloud_check_stops_early_and_keeps_its_outcome(aligned, monkeypatch):
         _check_not_all_cloudy(scl, region)  # clear pixels exist: no error
     n_chunks = int(np.prod(scl.data.numblocks))
     assert 1 <= len(calls) < n_chunks  # stopped before reading every chunk
+    calls.clear()  # the same with dask batches (threads)
+    _check_not_all_cloudy(scl, region, dask.threaded.get)
+    assert 1 <= len(calls) < n_chunks
     # Every SCL pixel cloudy (values 8/9) or no data: the error, after reading everything.
     cloudy = scl.where(scl == 0, 9).astype("uint16")
-    with pytest.raises(UserError, match="every scene of region 'aligned-test' is cloud"):
-        _check_not_all_cloudy(cloudy, region)
+    for scheduler in (None, dask.threaded.get):
+        with pytest.raises(UserError, match="every scene of region 'aligned-test' is cloud"):
+            _check_not_all_cloudy(cloudy, region, scheduler)
     # One clear pixel in the very last chunk is enough.
     last = cloudy.copy(data=cloudy.values)
     last[-1, 0, -1, -1] = 4

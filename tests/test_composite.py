@@ -78,7 +78,7 @@ def random_cube(
     return cube.rio.write_crs("EPSG:32628")
 
 
-@pytest.mark.parametrize("n_time", [1, 2, 3, 4, 5, 8, 13])
+@pytest.mark.parametrize("n_time", [1, 2, 3, 4, 5, 8, 12, 13])
 @pytest.mark.parametrize("scl", [True, False])
 def test_median_matches_xarray_bit_for_bit(n_time, scl):
     rng = np.random.default_rng([n_time, scl])
@@ -108,6 +108,18 @@ def test_median_rounds_half_to_even_and_skips_masked():
     pair = np.array([[1, 2, 65535, 0], [2, 3, 65534, 0]], dtype=np.uint16)
     got = composite.median_of(pair, pair != 0)  # 1.5 -> 2, 2.5 -> 2, 65534.5 -> 65534
     np.testing.assert_array_equal(got, [2, 2, 65534, 0])
+
+
+def test_sorting_networks_sort_every_input():
+    """0-1 principle: a network sorting every 0/1 sequence of length n sorts everything."""
+    for n in range(1, composite.NETWORK_MAX + 1):
+        pairs = composite.sorting_network(n)
+        assert all(0 <= i < j < n for i, j in pairs)
+        bits = (np.arange(2**n)[:, None] >> np.arange(n)) & 1  # every 0/1 input, (2^n, n)
+        planes = [np.ascontiguousarray(bits[:, k], dtype=np.uint16) for k in range(n)]
+        composite._sort_planes(planes, np.empty_like(planes[0]))
+        np.testing.assert_array_equal(np.stack(planes, axis=1), np.sort(bits, axis=1))
+    assert len(composite.sorting_network(4)) == 5 and len(composite.sorting_network(8)) == 19
 
 
 def test_monthly_matches_xarray_bit_for_bit_with_empty_months():
