@@ -28,6 +28,11 @@ then every model (networks and forests alike) is fitted again on the whole train
 (training block, buffer, validation block) and scored once on the test block. The test
 score of the model fitted on the training block alone is kept as ``test_before_refit``.
 
+Recipes are tried with ``tune_real_data.py``, which trains on the training block and scores
+the validation block only; ``--trials LOG`` hands its log over: a network whose exact
+recipe was tried there takes the trial's best epochs (training is deterministic) and is
+only refitted and scored on the test, which saves the early-stopping phase.
+
 Every number is on the test block only; nothing is tuned on it. ``goal_met`` per holdout:
 both U-Nets beat the best forest by at least 0.05 mIoU. Prints one JSON document (and
 writes it to ``--out``). Not a test: it trains for minutes (estimated 15-20 min on 2 idle
@@ -91,6 +96,49 @@ def _forest_options(args: argparse.Namespace) -> dict[str, Any]:
     return options
 
 
+def _seeds(value: str) -> dict[str, int]:
+    """``--seeds``: ``N`` for every network, or ``model=N,...`` (others 1)."""
+    if "=" not in value:
+        return {"*": int(value)}
+    pairs = [item.split("=") for item in value.split(",")]
+    return {"*": 1, **{model: int(n) for model, n in pairs}}
+
+
+def _seeds_for(args: argparse.Namespace, model: str) -> int:
+    return args.seeds.get(model, args.seeds["*"])
+
+
+def _trial(args: argparse.Namespace, holdout: str, model: str, recipe: Recipe) -> Any:
+    """The last ``--trials`` line (``tune_real_data.py``) of exactly this recipe, or None."""
+    if not args.trials:
+        return None
+    want = json.loads(json.dumps(asdict(recipe)))
+    found = None
+    for line in Path(args.trials).read_text().splitlines():
+        t = json.loads(line)
+        if (t["holdout"], t["model"], t.get("recipe")) == (holdout, model, want):
+            found = t
+    return found
+
+
+def _run_network(
+    args: argparse.Namespace, holdout: str, model: str, data: SceneData, recipe: Recipe,
+    **kwargs: Any,
+) -> dict[str, Any]:  # fmt: skip
+    """Train and score one network; with a matching validation trial only refit it.
+
+    The trial's early-stopped best epochs (deterministic training finds them again) and
+    its validation score are taken over, which skips the early-stopping phase.
+    """
+    trial = _trial(args, holdout, model, recipe) if not kwargs.get("extra_images") else None
+    if trial is None:
+        return _network(train_in_memory(model, data, recipe, **kwargs))
+    m = train_in_memory(model, data, recipe, best_epochs=trial["best_epochs"], **kwargs)
+    m["validation"] = {"miou": trial["val_miou"], "macro_dice": trial["val_macro_dice"]}
+    m["epochs_run"] = trial["epochs_run"]
+    return {**_network(m), "validation_from": f"{args.trials} line at {trial['time']} UTC"}
+
+
 def _loadavg() -> list[float]:
     return [round(v, 2) for v in os.getloadavg()]
 
@@ -134,19 +182,20 @@ def brandenburg(args: argparse.Namespace, work: Path) -> dict[str, Any]:
     if not cube.exists():
         build_region_cube(get_region("brandenburg"), cube)
     data = load_cube_split(cube)
-    recipe = replace(BRANDENBURG, seed=args.seed, seeds=args.seeds, precision=args.precision,
+    recipe = replace(BRANDENBURG, seed=args.seed, precision=args.precision,
                      refit=not args.no_refit)  # fmt: skip
     if args.epochs:
         recipe = replace(recipe, epochs=args.epochs)
+    recipes = {m: replace(recipe, seeds=_seeds_for(args, m)) for m in UNETS}
     out: dict[str, Any] = {
         "cube": str(cube),
         "columns": {k: [v.start, v.stop] for k, v in data.columns.items()},
         "label_pixels": _label_pixels(data),
         "class_pixels": _class_pixels(data),
-        "recipe": asdict(recipe),
+        "recipes": {m: asdict(r) for m, r in recipes.items()},
     }
     for model in _unets(args):
-        out[model] = _network(train_in_memory(model, data, recipe))
+        out[model] = _run_network(args, "brandenburg", model, data, recipes[model])
     rf = tune_forest(data, **_forest_options(args))
     out["random_forest"] = _forest(rf)
     _judge(out, ("random_forest",))
@@ -184,11 +233,10 @@ def slovenia(args: argparse.Namespace) -> dict[str, Any]:
     single = SceneData(sl.scenes[scene], sl.labels, cols, sl.bands)
     others = [sl.scenes[i] for i in range(len(sl.scenes)) if i != scene]
     others = others if args.slo_all_dates else []
-    common = {"seed": args.seed, "seeds": args.seeds, "precision": args.precision,
-              "refit": not args.no_refit}  # fmt: skip
+    common = {"seed": args.seed, "precision": args.precision, "refit": not args.no_refit}
     if args.slo_epochs:
         common["epochs"] = args.slo_epochs
-    recipes = {m: replace(r, **common) for m, r in SLOVENIA.items()}
+    recipes = {m: replace(r, **common, seeds=_seeds_for(args, m)) for m, r in SLOVENIA.items()}
     out: dict[str, Any] = {
         "scene_used_for_single_scene_models": scene,
         "columns": {k: [v.start, v.stop] for k, v in cols.items()},
@@ -197,14 +245,15 @@ def slovenia(args: argparse.Namespace) -> dict[str, Any]:
         "recipes": {m: asdict(r) for m, r in recipes.items()},
     }
     for model in _unets(args):
-        m = train_in_memory(model, single, recipes[model], extra_images=others)
-        out[model] = _network(m)
+        out[model] = _run_network(args, "slovenia", model, single, recipes[model],
+                                  extra_images=others)  # fmt: skip
     out["random_forest"] = _forest(
         tune_forest(single, train_images=[single.image, *others], **_forest_options(args))
     )
     series = SceneData(sl.scenes, sl.labels, cols, sl.bands)
     out["random_forest_5_date_stack"] = _forest(tune_forest(series, **_forest_options(args)))
-    agr = replace(recipes["unet-gn"], model_options=AGRUNET_OPTIONS)
+    agr = replace(recipes["unet-gn"], model_options=AGRUNET_OPTIONS,
+                  seeds=_seeds_for(args, "agrunet"))  # fmt: skip
     if "agrunet" in args.models:
         out["agrunet_5_dates"] = _network(train_in_memory("agrunet", series, agr))
     _judge(out, ("random_forest", "random_forest_5_date_stack"))
@@ -317,7 +366,11 @@ def main() -> None:
                    help="networks to run, comma-separated (default: all three)")  # fmt: skip
     p.add_argument("--kfold-skip-agrunet", action="store_true", help="no AgrUNet k-fold")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--seeds", type=int, default=1, help="networks: seed-ensemble size")
+    p.add_argument("--seeds", type=_seeds, default=_seeds("1"),
+                   help="seed-ensemble size: N, or model=N,... (others 1)")  # fmt: skip
+    p.add_argument("--trials", default=None,
+                   help="tune_real_data.py log: a network whose exact recipe has a validation "
+                   "trial there takes its best epochs and only refits")  # fmt: skip
     p.add_argument("--precision", default="bf16", choices=["fp32", "bf16"])
     p.add_argument("--threads", type=int, default=None, help="torch threads (default: all)")
     p.add_argument("--rf-pixels", type=int, default=60_000, help="forest training draw")

@@ -26,6 +26,7 @@ from senland_geo.evaluate import (
     training_pixels,
     training_side,
     tune_forest,
+    validate_in_memory,
 )
 
 SLOVENIA = (
@@ -167,3 +168,45 @@ def test_train_in_memory_runs_the_engine_and_scores_the_test_columns(toy_scene: 
     assert 0 <= m["best_epoch"] <= 1 and "test_before_refit" in m
     assert m["pixels"] == 38 * data.labels[:, data.columns["test"]].shape[1]
     assert 0.0 <= m["miou"] <= 1.0 and set(m["validation"]) == {"miou", "macro_dice"}
+
+
+def test_validate_in_memory_never_scores_the_test_columns(
+    toy_scene: SceneData, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from senland_geo import evaluate
+
+    data = toy_scene
+    recipe = Recipe(
+        epochs=2, steps_per_epoch=1, batch_size=2, patch_size=16, precision="fp32",
+        model_options={"base_channels": 8, "depth": 2, "groups": 4}, refit=False,
+    )  # fmt: skip
+    scored: list[str] = []
+    score = evaluate._score
+
+    def recording(fitted, data, part, r, **kw):  # noqa: ANN001, ANN202
+        scored.append(part)
+        return score(fitted, data, part, r, **kw)
+
+    monkeypatch.setattr(evaluate, "_score", recording)
+    v = validate_in_memory("unet-gn", data, recipe)
+    assert scored and set(scored) == {"val"}
+    assert v["pixels"] == 38 * data.labels[:, data.columns["val"]].shape[1]
+    assert len(v["best_epochs"]) == 1 and v["epochs_run"] == [2]
+    m = train_in_memory("unet-gn", data, recipe)  # same seed: same networks, same val score
+    assert scored[-1] == "test"
+    assert v["best_epochs"] == m["best_epochs"]
+    assert v["miou"] == pytest.approx(m["validation"]["miou"])
+
+
+def test_train_in_memory_with_known_best_epochs_only_refits(toy_scene: SceneData) -> None:
+    data = toy_scene
+    recipe = Recipe(
+        epochs=2, steps_per_epoch=1, batch_size=2, patch_size=16, precision="fp32",
+        model_options={"base_channels": 8, "depth": 2, "groups": 4},
+    )  # fmt: skip
+    full = train_in_memory("unet-gn", data, recipe)
+    quick = train_in_memory("unet-gn", data, recipe, best_epochs=full["best_epochs"])
+    assert quick["miou"] == pytest.approx(full["miou"])  # the same refitted network
+    assert quick["best_epochs"] == full["best_epochs"] and "validation" not in quick
+    with pytest.raises(UserError, match="one epoch per seed"):
+        train_in_memory("unet-gn", data, recipe, best_epochs=[0, 1])

@@ -558,12 +558,84 @@ def _score(fitted: _Fitted, data: SceneData, part: str, r: Recipe, *, tta: bool)
     return _confusion(pred.numpy(), data.labels[:, cols], data.classes)
 
 
+def _early_stopped(
+    model_name: str, data: SceneData, r: Recipe, images: Sequence[np.ndarray]
+) -> tuple[list[Recipe], list[_Fitted], dict[str, Any]]:
+    """Per-seed recipes, the early-stopped networks and their ensemble's validation score."""
+    if r.seeds < 1:
+        raise UserError(f"recipe seeds={r.seeds} must be at least 1 (the ensemble size)")
+    seeds = [replace(r, seed=r.seed + i) for i in range(r.seeds)]
+    train = data.columns["train"]
+    firsts = [
+        _fit(model_name, data, ri, images, train, epochs=r.epochs, early_stopping=True)
+        for ri in seeds
+    ]
+    if r.flip_tta or r.seeds > 1:
+        validation = _score(_ensemble(firsts), data, "val", r, tta=r.flip_tta)
+    else:
+        validation = firsts[0].state["best_val"]
+    return seeds, firsts, validation
+
+
+def validate_in_memory(
+    model_name: str,
+    data: SceneData,
+    recipe: Recipe | None = None,
+    *,
+    extra_images: Sequence[np.ndarray] = (),
+) -> dict[str, Any]:
+    """Train with early stopping and score the validation columns only (never the test).
+
+    The tool for choosing a recipe: the test columns are neither read for training nor
+    predicted, so trying settings with it leaves the test holdout untouched.
+
+    Args:
+        model_name: Model plugin.
+        data: Image, labels and columns.
+        recipe: Training settings (default :class:`Recipe`); ``refit`` is not used.
+        extra_images: More images of the same place (see :func:`train_in_memory`).
+
+    Returns:
+        Validation metrics (:meth:`ConfusionMatrix.compute`, flip-averaged when
+        ``recipe.flip_tta``, the seed ensemble when ``recipe.seeds > 1``) with
+        ``best_epochs``, ``seconds`` and ``images_per_second``.
+    """
+    r = recipe or Recipe()
+    t0 = time.perf_counter()
+    _, firsts, validation = _early_stopped(model_name, data, r, [data.image, *extra_images])
+    return {
+        **validation,
+        "best_epochs": [f.state["best_epoch"] for f in firsts],
+        "epochs_run": [f.state["epoch"] + 1 for f in firsts],
+        "seconds": round(time.perf_counter() - t0, 1),
+        "images_per_second": round(float(np.mean([f.images_per_second for f in firsts])), 1),
+    }
+
+
+def _refit(
+    model_name: str,
+    data: SceneData,
+    seeds: Sequence[Recipe],
+    images: Sequence[np.ndarray],
+    best_epochs: Sequence[int],
+) -> _Fitted:
+    """The seed ensemble trained on the whole training side for ``best_epochs + 1``."""
+    side = training_side(data.columns)
+    return _ensemble(
+        [
+            _fit(model_name, data, ri, images, side, epochs=e + 1, early_stopping=False)
+            for ri, e in zip(seeds, best_epochs, strict=True)
+        ]
+    )
+
+
 def train_in_memory(
     model_name: str,
     data: SceneData,
     recipe: Recipe | None = None,
     *,
     extra_images: Sequence[np.ndarray] = (),
+    best_epochs: Sequence[int] | None = None,
 ) -> dict[str, Any]:
     """Train a registered model on the training columns; early-stop on val; score test.
 
@@ -579,39 +651,48 @@ def train_in_memory(
         extra_images: More images of the same place and labels (e.g. other dates of a
             tile), drawn as training crops alongside ``data.image`` (augmentation); only
             their training columns are read.
+        best_epochs: The early-stopped best epoch of each seed, found before by
+            :func:`validate_in_memory` with the same recipe (training is deterministic,
+            so the early-stopping phase would find them again): skips that phase and
+            only refits (``recipe.refit`` must be set); no ``validation`` or
+            ``test_before_refit`` in the result.
 
     Returns:
         Test metrics (:meth:`ConfusionMatrix.compute`) with ``validation``,
         ``best_epoch``, ``epochs_run``, ``history``, ``seconds`` and ``parameters``.
+
+    Raises:
+        UserError: ``best_epochs`` without ``recipe.refit`` or not one per seed.
     """
     r = recipe or Recipe()
-    if r.seeds < 1:
-        raise UserError(f"recipe seeds={r.seeds} must be at least 1 (the ensemble size)")
     images = [data.image, *extra_images]
     t0 = time.perf_counter()
-    seeds = [replace(r, seed=r.seed + i) for i in range(r.seeds)]
-    train = data.columns["train"]
-    firsts = [
-        _fit(model_name, data, ri, images, train, epochs=r.epochs, early_stopping=True)
-        for ri in seeds
-    ]
+    if best_epochs is not None:
+        if not r.refit or len(best_epochs) != r.seeds:
+            raise UserError(
+                f"best_epochs={list(best_epochs)} needs recipe.refit and one epoch per seed "
+                f"(seeds={r.seeds}); pass the best_epochs of a validate_in_memory run"
+            )
+        seeds = [replace(r, seed=r.seed + i) for i in range(r.seeds)]
+        final = _refit(model_name, data, seeds, images, best_epochs)
+        metrics = _score(final, data, "test", r, tta=r.flip_tta)
+        metrics.update(
+            best_epoch=best_epochs[0],
+            best_epochs=list(best_epochs),
+            seconds=round(time.perf_counter() - t0, 1),
+            images_per_second=final.images_per_second,
+            parameters=sum(p.numel() for p in final.model.parameters()),
+            seeds=r.seeds,
+        )
+        return metrics
+    seeds, firsts, validation = _early_stopped(model_name, data, r, images)
     first = _ensemble(firsts)
     state = firsts[0].state
-    if r.flip_tta or r.seeds > 1:
-        validation = _score(first, data, "val", r, tta=r.flip_tta)
-    else:
-        validation = state["best_val"]
     metrics = _score(first, data, "test", r, tta=r.flip_tta)
     final = first
     if r.refit:
         before = {k: metrics[k] for k in ("miou", "macro_dice", "overall_accuracy")}
-        final = _ensemble(
-            [
-                _fit(model_name, data, ri, images, training_side(data.columns),
-                     epochs=f.state["best_epoch"] + 1, early_stopping=False)
-                for ri, f in zip(seeds, firsts, strict=True)
-            ]
-        )  # fmt: skip
+        final = _refit(model_name, data, seeds, images, [f.state["best_epoch"] for f in firsts])
         metrics = _score(final, data, "test", r, tta=r.flip_tta)
         metrics["test_before_refit"] = before
     metrics.update(
