@@ -92,6 +92,7 @@ class JaxBackend:
             "cpu_model": cpu_model(),
             "cpu_count": os.cpu_count(),
             "jax_platforms": os.environ.get("JAX_PLATFORMS", ""),
+            "xla_flags": os.environ.get("XLA_FLAGS", ""),
         }
         ok, reason = JaxBackend.is_available()
         info["available"] = ok
