@@ -3,7 +3,7 @@
 Usage::
 
     python benchmarks/bench_predict.py [--size 512] [--tile 512] [--overlap 192] [--block 1024]
-        [--batch-size N] [--out F.json]
+        [--blend hann|crop] [--batch-size N] [--out F.json]
 
 Defaults are ``senland-geo predict``'s (tile, overlap, batch size ~0.5 Mpx per pass).
 
@@ -38,7 +38,13 @@ from pathlib import Path
 
 import numpy as np
 
-from senland_geo.predict import DEFAULT_OVERLAP, DEFAULT_TILE, default_batch_size
+from senland_geo.predict import (
+    BLENDS,
+    DEFAULT_BLEND,
+    DEFAULT_OVERLAP,
+    DEFAULT_TILE,
+    default_batch_size,
+)
 
 
 def peak_rss_kib() -> int:
@@ -108,7 +114,9 @@ def _model_only(predictor, reader, batches, n: int, batch_size: int) -> float:
     return time.perf_counter() - t0
 
 
-def child(root: Path, size: int, tile: int, overlap: int, block: int, batch_size: int) -> dict:
+def child(
+    root: Path, size: int, tile: int, overlap: int, block: int, batch_size: int, blend: str
+) -> dict:
     """One area in this process: end-to-end and model-only timings, peak RSS."""
     from senland_geo import hw
     from senland_geo.predict import (
@@ -132,7 +140,7 @@ def child(root: Path, size: int, tile: int, overlap: int, block: int, batch_size
     stats: dict = {}
     predict_cube(
         cube, ckpt, root / "map.tif", tile=tile, overlap=overlap, block=block,
-        batch_size=batch_size, progress=False, stats=stats,
+        batch_size=batch_size, progress=False, stats=stats, blend=blend,
     )  # fmt: skip
     # Model only: the same number of tiles, already in memory, same batch size; timed
     # before and after the end-to-end run (the machine is shared: load drifts).
@@ -167,6 +175,7 @@ def main() -> None:
     ap.add_argument("--tile", type=int, default=DEFAULT_TILE, help="tile (core) side in pixels")
     ap.add_argument("--overlap", type=int, default=DEFAULT_OVERLAP)
     ap.add_argument("--block", type=int, default=1024, help="pixels per unit of work")
+    ap.add_argument("--blend", choices=BLENDS, default=DEFAULT_BLEND, help="as predict's")
     ap.add_argument("--batch-size", type=int, default=None, help="default: predict's")
     ap.add_argument("--busy", type=int, default=0, help="busy-looping processes as load")
     ap.add_argument("--out", type=Path, default=None, help="also write the JSON here")
@@ -179,7 +188,9 @@ def main() -> None:
         if args.rss_only:  # predict_cube alone: its peak RSS, nothing else in the process
             print(json.dumps(_rss_only(args)))
             return
-        result = child(args.root, args.child, args.tile, args.overlap, args.block, args.batch_size)
+        result = child(
+            args.root, args.child, args.tile, args.overlap, args.block, args.batch_size, args.blend
+        )
         print(json.dumps(result))
         return
     env = {**os.environ, "OMP_WAIT_POLICY": os.environ.get("OMP_WAIT_POLICY", "PASSIVE")}
@@ -202,6 +213,7 @@ def main() -> None:
         "tile": args.tile,
         "overlap": args.overlap,
         "block": args.block,
+        "blend": args.blend,
         "batch_size": args.batch_size,
         "runs": runs,
         "km2_per_second": runs["16x"]["km2_per_second"],
@@ -242,7 +254,7 @@ def _rss_only(args: argparse.Namespace) -> dict:
     predict_cube(
         args.root / "cube.zarr", args.root / "model.pt", args.root / "rss.tif",
         tile=args.tile, overlap=args.overlap, block=args.block,
-        batch_size=args.batch_size, progress=False, stats=stats,
+        batch_size=args.batch_size, progress=False, stats=stats, blend=args.blend,
     )  # fmt: skip
     stop.set()
     thread.join()
@@ -252,6 +264,7 @@ def _rss_only(args: argparse.Namespace) -> dict:
     mib = 1024 * 1024
     return {
         "peak_rss_kib": peak_rss_kib(),
+        "seconds": round(stats["seconds"], 3),
         "phase_peak_rss_mib": {
             k: round(max((r for t, r in samples if a <= t < b), default=0) / mib, 1)
             for k, (a, b) in phases.items()
@@ -267,7 +280,7 @@ def _run_areas(args: argparse.Namespace, env: dict[str, str]) -> dict[str, dict]
             _make_inputs(Path(tmp), size)  # here, so the child's peak RSS is prediction only
             cmd = [sys.executable, __file__, "--child", str(size), "--root", tmp,
                    "--tile", str(args.tile), "--overlap", str(args.overlap),
-                   "--block", str(args.block),
+                   "--block", str(args.block), "--blend", args.blend,
                    "--batch-size", str(args.batch_size)]  # fmt: skip
             proc = subprocess.run(cmd, capture_output=True, text=True, check=True, env=env)
             runs[name] = json.loads(proc.stdout.strip().splitlines()[-1])

@@ -290,7 +290,15 @@ def tune(cube_path, region_name, out, model, trials, epochs, patches_per_epoch, 
     default=192,
     show_default=True,
     help="Overlap of neighbouring model inputs in pixels (multiple of 64): half of it is "
-    "context on each side of a tile, cropped away; the map changes little with --tile.",
+    "context on each side of a tile; the map changes little with --tile.",
+)
+@click.option(
+    "--blend",
+    type=click.Choice(["hann", "crop"]),
+    default="hann",
+    show_default=True,
+    help="hann: average the overlapping predictions weighted by cosine-tapered windows "
+    "(0 at each input's edge) before the arg-max; crop: keep each input's core only.",
 )
 @click.option(
     "--block",
@@ -327,7 +335,8 @@ def tune(cube_path, region_name, out, model, trials, epochs, patches_per_epoch, 
     help="Also write a colour PNG preview here.",
 )
 def predict(region_name, out, checkpoint, cube_path, catalog, bbox, start, end, tile, overlap,
-            block, batch_size, scheduler, workers, probabilities, quicklook) -> None:  # fmt: skip
+            blend, block, batch_size, scheduler, workers, probabilities,
+            quicklook) -> None:  # fmt: skip
     """Map a region into a Cloud-Optimized GeoTIFF of land-cover codes."""
     import os
 
@@ -347,6 +356,7 @@ def predict(region_name, out, checkpoint, cube_path, catalog, bbox, start, end, 
         end=end,
         tile=tile,
         overlap=overlap,
+        blend=blend,
         block=block,
         batch_size=batch_size,
         scheduler=None if scheduler in ("none", "inprocess") else scheduler,

@@ -199,6 +199,7 @@ def predict_region(
     end: str | None = None,
     tile: int | None = None,
     overlap: int | None = None,
+    blend: str = "hann",
     block: int = 1024,
     batch_size: int | None = None,
     progress: bool = True,
@@ -225,6 +226,8 @@ def predict_region(
         overlap: Overlap of neighbouring model inputs in pixels (a multiple of 64): the
             model sees ``overlap / 2`` pixels of context on each side of a tile (default
             :data:`senland_geo.predict.DEFAULT_OVERLAP`).
+        blend: ``hann`` (overlapping predictions averaged with cosine-tapered weights) or
+            ``crop`` (each input's core kept); see :func:`senland_geo.predict.predict_cube`.
         block: Pixels of a tile row predicted as one unit of work (one dask task); does
             not change the map.
         batch_size: Model inputs per forward pass (default: about 0.5 Mpx per pass).
@@ -245,6 +248,7 @@ def predict_region(
     from senland_geo.predict import (
         DEFAULT_OVERLAP,
         DEFAULT_TILE,
+        check_blend,
         check_compatible,
         check_output_path,
         check_tiling,
@@ -255,6 +259,7 @@ def predict_region(
     overlap = DEFAULT_OVERLAP if overlap is None else overlap
     out = check_output_path(out)
     check_tiling(tile, overlap, block)
+    check_blend(blend)
     if region_name is None and cube is None:
         raise UserError("give --region NAME or --cube PATH")
     region = resolve_region(region_name, bbox=bbox, start=start, end=end) if region_name else None
@@ -284,6 +289,7 @@ def predict_region(
         out,
         tile=tile,
         overlap=overlap,
+        blend=blend,
         block=block,
         batch_size=batch_size,
         progress=progress,

@@ -5,27 +5,37 @@ How a map is made, tile by tile:
 1. The scene is cut into ``tile`` x ``tile`` *cores* on a fixed grid of the scene
    (:func:`tile_origins`: origins are multiples of ``tile``, hence of the U-Nets' 32-px
    pooling grid). The model sees each core with ``overlap / 2`` pixels of *context* on
-   every side (model input ``tile + overlap``; the scene is mirrored beyond its border), and
-   only the core's prediction is kept (crop and stitch): every pixel of the map is
-   predicted at least ``overlap / 2`` pixels away from the edge of the model's input. On
-   the shipped Brandenburg model, whether a pixel's class matches a whole-scene prediction
-   depends only on that distance (82% at 0-8 px, 99.9% at 64-96 px, 99.998% beyond 96 px,
-   the same for 128, 256 and 512 px tiles); so with the default overlap of 192 (96 px of
-   context) the maps of 128, 256 and 512 px tiles agree on >= 99.9% of the pixels
-   (``tests/test_predict_cli.py``). Cores do not overlap: nothing is blended, and the two
-   sides of a core border are both the (near) full-context prediction, so there are no
-   seams. ``block`` only groups the tiles into *batches* (units of work: one read, one dask
-   task) that never span two tile rows, so the map is bit-identical however the work is
-   cut (block size) or spread (number of workers).
+   every side (model input ``tile + overlap``; the scene is mirrored beyond its border), so
+   neighbouring inputs overlap by ``overlap`` pixels. How the overlapping predictions
+   become one map (``blend``):
+
+   * ``hann`` (default, :mod:`senland_geo.blend`): each input's class probabilities are
+     weighted by a separable cosine-tapered window (0 for the ``overlap / 4`` pixels at its
+     edges, a half-Hann ramp, 1 in the middle; the ramps of two neighbours sum to 1),
+     summed, divided by the summed weights and arg-maxed. No seams, and no pixel is
+     decided by a prediction made with less than ``overlap / 4`` pixels of context.
+   * ``crop``: only each input's core is kept (crop and stitch); every pixel is predicted
+     with at least ``overlap / 2`` pixels of context.
+
+   On the shipped Brandenburg model, whether a pixel's class matches a whole-scene
+   prediction depends on its context (82% at 0-8 px, 99.9% at 64-96 px, 99.998% beyond
+   96 px, the same for 128, 256 and 512 px tiles); with the default overlap of 192 the maps
+   of 128, 256 and 512 px tiles agree on >= 99.97% of the pixels with ``hann`` and
+   >= 99.99% with ``crop`` (``tests/test_predict_cli.py``). ``block`` only groups the
+   tiles into *batches* (units of work: one read, one dask task) that never span two tile
+   rows, and results are combined in scene order, so the map is bit-identical however the
+   work is cut (block size) or spread (number of workers).
 2. Each batch is read from the Zarr cube (one bounding-box read), reduced to the model's
    input ((C, H, W) for single-image models, (T, C, H, W) for time-series models with
    ``meta["temporal"]``) and run through the model. In-process, tiles are read when the
    model needs them (``prefetch`` > 0: a reader thread reads ahead); on dask.distributed
    each worker reads and predicts its own batches with the model loaded once per worker
    (a worker plugin ships the checkpoint bytes, so remote workers need no copy of it).
-3. The cores' class probabilities are written into a *strip* that holds only ``tile`` rows
-   of the scene. When a tile row is done, the strip is arg-maxed and written to a tiled
-   GeoTIFF by a writer thread; memory does not grow with the number of rows.
+3. The probabilities go into a *strip* that holds one tile row of the scene (``hann``:
+   float32 weighted sums of the ``tile + overlap`` rows the row's inputs cover; ``crop``:
+   ``tile`` rows of uint8). When a tile row is done, its final rows are arg-maxed and
+   written to a tiled GeoTIFF by a writer thread; memory does not grow with the number of
+   rows.
 4. Pixels with no valid input (zero in every band and date) get nodata (0). The GeoTIFF is
    converted to a COG (DEFLATE, mode overviews, colormap, class names, provenance tags),
    under a temporary name, and renamed at the end: an interrupted or refused run leaves no
@@ -62,6 +72,7 @@ from rasterio.windows import Window as RioWindow
 from tqdm.auto import tqdm
 
 from senland_geo import __version__, hw, store
+from senland_geo.blend import BlendAccumulator
 from senland_geo.checkpoint import class_table, file_sha256, load_checkpoint, read_meta
 from senland_geo.classes import NODATA_CODE, TABLES, ClassTable
 from senland_geo.errors import UserError
@@ -84,6 +95,10 @@ FORWARD_PIXELS = 8 * 256 * 256
 #: ``block``-wide column span are read and predicted together (one dask task). Larger blocks
 #: mean fewer reads and tasks; the map does not depend on it.
 DEFAULT_BLOCK = 1024
+#: How overlapping predictions are combined: ``hann`` (weighted by cosine-tapered windows and
+#: averaged before the arg-max, :mod:`senland_geo.blend`) or ``crop`` (each input's core kept).
+BLENDS = ("hann", "crop")
+DEFAULT_BLEND = "hann"
 #: Longest side of the quicklook PNG in pixels.
 QUICKLOOK_SIZE = 1024
 
@@ -187,6 +202,12 @@ def check_tiling(tile: int, overlap: int, block: int) -> None:
         )
     if block < 1:
         raise UserError(f"block {block} must be a positive number of pixels; try --block 1024")
+
+
+def check_blend(blend: str) -> None:
+    """Refuse an unknown blending mode (one of :data:`BLENDS`)."""
+    if blend not in BLENDS:
+        raise UserError(f"blend {blend!r} is not one of {', '.join(BLENDS)}; try --blend hann")
 
 
 def check_compatible(meta: dict[str, Any], bands: list[str], classes: ClassTable) -> None:
@@ -418,9 +439,11 @@ class StripAccumulator:
         self.codes = np.zeros((tile, width), dtype=np.uint8)
         self.probs = np.zeros((num_classes, tile, width), np.uint8) if probabilities else None
         self.any_valid = False
+        self.row, self.rows = 0, 0  # the current tile row: first scene row, rows inside
 
     def add(self, w: Window, probs: np.ndarray, valid: np.ndarray) -> None:
         """Put one core's ``(K, tile, tile)`` probabilities, with its valid mask, in the strip."""
+        self.row, self.rows = w.row, w.height
         p = probs[:, : w.height, : w.width]
         ok = valid[: w.height, : w.width]
         self.any_valid |= bool(ok.any())
@@ -437,6 +460,11 @@ class StripAccumulator:
         """Copies of the first ``rows`` rows: class codes and quantized probabilities."""
         probs = None if self.probs is None else self.probs[:, :rows].copy()
         return self.codes[:rows].copy(), probs
+
+    def end_row(self, last: bool) -> tuple[int, np.ndarray, np.ndarray | None]:
+        """Release the current tile row: ``(first scene row, codes, probabilities)``."""
+        del last  # every tile row is final as soon as its cores are in
+        return (self.row, *self.release(self.rows))
 
 
 class _MapWriter:
@@ -618,11 +646,12 @@ def _run_inprocess(
     prefetch: int,
     timing: dict[str, float],
     context: int,
+    crop: int,
 ) -> Iterator[tuple[np.ndarray, np.ndarray]]:
     predictor = cached_predictor(key, checkpoint, batch_size)
     reader = CubeReader(cube_path, band_index, tile, temporal, context)
     reads = _read_ahead(reader, batches, prefetch)
-    yield from _predict_in_full_batches(predictor, reads, batch_size, timing, context)
+    yield from _predict_in_full_batches(predictor, reads, batch_size, timing, crop)
 
 
 def _predict_task(
@@ -635,6 +664,7 @@ def _predict_task(
     batch: list[Window],
     batch_size: int,
     context: int = 0,
+    crop: int = 0,
 ) -> tuple[np.ndarray, np.ndarray, float]:
     """One dask task: read a batch of tiles and predict their cores with the worker's model."""
     with _PREDICTOR_LOCK:
@@ -643,7 +673,7 @@ def _predict_task(
         predictor = cached_predictor(key, checkpoint, batch_size)
     x, valid, dates = CubeReader(cube_path, band_index, tile, temporal, context).read(batch)
     t0 = time.perf_counter()
-    probs = crop_core(predictor(x, dates, batch_size), context)
+    probs = crop_core(predictor(x, dates, batch_size), crop)
     # float16 halves the transfer; the same on every worker, so maps stay identical.
     return probs.astype(np.float16), valid, time.perf_counter() - t0
 
@@ -728,6 +758,7 @@ def _run_distributed(
     batch_size: int,
     timing: dict[str, float],
     context: int,
+    crop: int,
     on_result: Callable[[int], None] | None = None,
 ) -> Iterator[tuple[np.ndarray, np.ndarray]]:
     threads = getattr(client, "senland_threads", None)
@@ -749,6 +780,7 @@ def _run_distributed(
                         batches[nxt],
                         batch_size,
                         context,
+                        crop,
                         key=f"senland-predict-{run}-{nxt}",
                         pure=False,
                         retries=1,
@@ -786,6 +818,7 @@ def predict_cube(
     prefetch: int = 0,
     stats: dict[str, Any] | None = None,
     on_result: Callable[[int], None] | None = None,
+    blend: str = DEFAULT_BLEND,
 ) -> Path:
     """Predict a land-cover map for a cube store and write it as a COG, streaming.
 
@@ -818,19 +851,24 @@ def predict_cube(
             phases: setup_seconds (checks, model load, threads), loop_seconds (read,
             predict, write the GeoTIFF), cog_seconds (COG, overviews, quicklook).
         on_result: Called with the batch index as each batch's result arrives (tests).
+        blend: ``hann`` (default): every model input's probabilities, weighted by a
+            cosine-tapered window that is 0 at its edges, are summed with their neighbours'
+            and arg-maxed (:mod:`senland_geo.blend`); ``crop``: only each input's core is
+            kept, cut without blending.
 
     Returns:
         The path of the written map.
 
     Raises:
-        UserError: Bad output path, tile/overlap/block, incompatible checkpoint, or a cube with
-            no valid pixel (no file is left behind).
+        UserError: Bad output path, tile/overlap/block/blend, incompatible checkpoint, or a
+            cube with no valid pixel (no file is left behind).
     """
     t_start = time.perf_counter()
     out = check_output_path(out)
     prob_out = check_output_path(probabilities) if probabilities else None
     ql_out = check_output_path(quicklook, (".png",)) if quicklook else None
     check_tiling(tile, overlap, block)
+    check_blend(blend)
     cube_path, checkpoint = Path(cube_path), Path(checkpoint)
     meta = read_meta(checkpoint)
     classes = class_table(meta)
@@ -846,6 +884,7 @@ def predict_cube(
     grid = store.grid_of(ds)
     height, width = grid["shape"]
     context = context_of(overlap)
+    crop = context if blend == "crop" else 0  # pixels cut off each prediction's sides
     batch_size = batch_size or default_batch_size(tile, overlap)
     batches = plan_batches(height, width, tile, block)
     n_tiles = sum(len(b) for b in batches)
@@ -867,7 +906,7 @@ def predict_cube(
         "tile": str(tile),
         "overlap": str(overlap),
         "context": str(context),
-        "stitching": "crop",
+        "stitching": blend,
         **{k: str(v) for k, v in (provenance or {}).items()},
     }
     tmp = out.with_name(f".{out.name}.partial.tif")
@@ -885,16 +924,22 @@ def predict_cube(
                 tags["hardware"] = f"dask.distributed, {n_workers} workers: " + "; ".join(engines)
                 results = _run_distributed(
                     client, cube_path, checkpoint, key, band_index, tile, temporal, batches,
-                    batch_size, timing, context, on_result,
+                    batch_size, timing, context, crop, on_result,
                 )  # fmt: skip
             else:
                 tags["hardware"] = hw.describe("cpu")["engine"]
                 results = _run_inprocess(
                     cube_path, checkpoint, key, band_index, tile, temporal, batches,
-                    batch_size, prefetch, timing, context,
+                    batch_size, prefetch, timing, context, crop,
                 )  # fmt: skip
             trim_heap()
-            strip = StripAccumulator(width, len(classes), tile, lut, tmp_prob is not None)
+            if blend == "crop":
+                strip = StripAccumulator(width, len(classes), tile, lut, tmp_prob is not None)
+            else:
+                strip = BlendAccumulator(
+                    height, width, len(classes), tile, context, lut, tmp_prob is not None,
+                    PROB_SCALE, PROB_NODATA,
+                )  # fmt: skip
             writer = _MapWriter(tmp, grid, classes, tags, tmp_prob)
             bar = tqdm(total=n_tiles, desc="predict", unit="tile", disable=not progress)
             try:
@@ -908,7 +953,10 @@ def predict_cube(
                         bar.update(len(batch))
                         last_in_row = i + 1 == len(batches) or batches[i + 1][0].row != batch[0].row
                         if last_in_row:
-                            writer.submit(batch[0].row, *strip.release(batch[0].height))
+                            row0, codes, qprobs = strip.end_row(last=i + 1 == len(batches))
+                            if len(codes):
+                                writer.submit(row0, codes, qprobs)
+                            del codes, qprobs
                             trim_heap()  # a tile row's buffers are free now
                 any_valid = strip.any_valid
             finally:
