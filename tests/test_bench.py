@@ -179,3 +179,14 @@ def test_bf16_modes_skipped_with_a_note_without_native_bf16(monkeypatch) -> None
     monkeypatch.setattr(cpu, "native_bf16", lambda: True)
     assert bench._runnable_modes(cfg, notes)[0] == ("eager", "bf16", "bf16-stock")
     assert len(notes) == 1
+
+
+def test_no_fraction_of_a_non_native_bf16_peak() -> None:
+    peaks = {"default": {"fp32": {"gflops": 20.0}, "bf16": {"gflops": 0.5, "native": False}}}
+    rows = [
+        {"precision": "bf16", "achieved_gflops": 10.0},
+        {"precision": "fp32", "achieved_gflops": 10.0},
+    ]
+    bench._add_fractions(rows, peaks)
+    assert rows[0]["fraction_of_own_peak"] is None and rows[0]["fraction_of_fp32_peak"] == 0.5
+    assert rows[1]["fraction_of_own_peak"] == 0.5

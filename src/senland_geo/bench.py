@@ -492,11 +492,15 @@ def _add_fractions(rows: list[dict[str, Any]], peaks: dict[str, Any]) -> None:
         if not p or row.get("achieved_gflops") is None:
             continue
         fp32 = p["fp32"]["gflops"]
-        own = p["bf16"]["gflops"] if row.get("precision") in ("bf16", "bfloat16") else fp32
+        bf16 = row.get("precision") in ("bf16", "bfloat16")
         row["peak_fp32_gflops"] = fp32
         row["fraction_of_fp32_peak"] = round(row["achieved_gflops"] / fp32, 3)
-        row["fraction_of_own_peak"] = round(row["achieved_gflops"] / own, 3)
-        bf16 = row.get("precision") in ("bf16", "bfloat16")
+        if bf16 and p["bf16"].get("native") is False:
+            # A bf16 mm without native bf16 is a fallback, not a peak: no fraction of it.
+            row["fraction_of_own_peak"] = None
+        else:
+            own = p["bf16"]["gflops"] if bf16 else fp32
+            row["fraction_of_own_peak"] = round(row["achieved_gflops"] / own, 3)
         conv = p.get("conv_bf16" if bf16 else "conv_fp32")
         if conv:
             row["conv_peak_gflops"] = conv["gflops"]
