@@ -2,7 +2,7 @@
 
 Usage::
 
-    python benchmarks/bench_predict.py [--size 512] [--tile 512] [--overlap 192] [--block 1024]
+    python benchmarks/bench_predict.py [--size 512] [--tile 512] [--overlap 192] [--block 512]
         [--blend hann|crop] [--batch-size N] [--out F.json]
 
 Defaults are ``senland-geo predict``'s (tile, overlap, batch size ~0.5 Mpx per pass).
@@ -41,6 +41,7 @@ import numpy as np
 from senland_geo.predict import (
     BLENDS,
     DEFAULT_BLEND,
+    DEFAULT_BLOCK,
     DEFAULT_OVERLAP,
     DEFAULT_TILE,
     default_batch_size,
@@ -174,7 +175,7 @@ def main() -> None:
     ap.add_argument("--size", type=int, default=512, help="side of the 1x area in pixels")
     ap.add_argument("--tile", type=int, default=DEFAULT_TILE, help="tile (core) side in pixels")
     ap.add_argument("--overlap", type=int, default=DEFAULT_OVERLAP)
-    ap.add_argument("--block", type=int, default=1024, help="pixels per unit of work")
+    ap.add_argument("--block", type=int, default=DEFAULT_BLOCK, help="pixels per unit of work")
     ap.add_argument("--blend", choices=BLENDS, default=DEFAULT_BLEND, help="as predict's")
     ap.add_argument("--batch-size", type=int, default=None, help="default: predict's")
     ap.add_argument("--busy", type=int, default=0, help="busy-looping processes as load")

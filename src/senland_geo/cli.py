@@ -303,7 +303,7 @@ def tune(cube_path, region_name, out, model, trials, epochs, patches_per_epoch, 
 @click.option(
     "--block",
     type=int,
-    default=1024,
+    default=512,
     show_default=True,
     help="Pixels of a tile row read and predicted as one unit of work (one dask task); "
     "does not change the map.",

@@ -200,7 +200,7 @@ def predict_region(
     tile: int | None = None,
     overlap: int | None = None,
     blend: str = "hann",
-    block: int = 1024,
+    block: int = 512,
     batch_size: int | None = None,
     progress: bool = True,
     scheduler: str | None = "local",
