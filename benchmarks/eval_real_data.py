@@ -61,6 +61,7 @@ from senland_geo.evaluate import (
     SceneData,
     clearest_scene,
     column_split,
+    default_precision,
     load_cube_split,
     load_slovenia,
     summary,
@@ -371,7 +372,8 @@ def main() -> None:
     p.add_argument("--trials", default=None,
                    help="tune_real_data.py log: a network whose exact recipe has a validation "
                    "trial there takes its best epochs and only refits")  # fmt: skip
-    p.add_argument("--precision", default="bf16", choices=["fp32", "bf16"])
+    p.add_argument("--precision", default=default_precision(), choices=["fp32", "bf16"],
+                   help="default: bf16 where the CPU runs it natively, else fp32")  # fmt: skip
     p.add_argument("--threads", type=int, default=None, help="torch threads (default: all)")
     p.add_argument("--rf-pixels", type=int, default=60_000, help="forest training draw")
     p.add_argument("--rf-jobs", type=int, default=2, help="forest fitting threads")
@@ -380,6 +382,8 @@ def main() -> None:
     p.add_argument("--out", default=None, help="Also write the JSON here")
     p.add_argument("--only", choices=["brandenburg", "slovenia"], default=None)
     args = p.parse_args()
+    if args.trials and not Path(args.trials).is_file():
+        p.error(f"--trials {args.trials} is not a file; give a tune_real_data.py log or omit it")
     if args.quick:
         args.epochs, args.slo_epochs = args.epochs or 2, args.slo_epochs or 2
     if args.threads:

@@ -96,6 +96,7 @@ def main() -> None:
             "recipe": asdict(recipe),
             "val_miou": round(m["miou"], 4),
             "val_macro_dice": round(m["macro_dice"], 4),
+            "val_miou_first_seed": round(m["first_seed_miou"], 4),
             "val_per_class_iou": summary(m)["per_class_iou"],
             "best_epochs": m["best_epochs"],
             "epochs_run": m["epochs_run"],

@@ -192,6 +192,7 @@ def test_validate_in_memory_never_scores_the_test_columns(
     assert scored and set(scored) == {"val"}
     assert v["pixels"] == 38 * data.labels[:, data.columns["val"]].shape[1]
     assert len(v["best_epochs"]) == 1 and v["epochs_run"] == [2]
+    assert v["first_seed_miou"] == v["miou"]  # one seed: the ensemble is that network
     m = train_in_memory("unet-gn", data, recipe)  # same seed: same networks, same val score
     assert scored[-1] == "test"
     assert v["best_epochs"] == m["best_epochs"]
