@@ -84,6 +84,7 @@ def test_overlap_is_a_smooth_weighted_average_of_the_two_inputs():
 
 def test_invalid_core_pixels_get_nodata():
     acc = BlendAccumulator(32, 32, 3, 32, 16, LUT, True, 254, 255)
+    assert acc.sums.dtype == np.uint16 and acc.sums.shape == (3, 32 + 32, 32)  # one tile row
     valid = np.ones((32, 32), bool)
     valid[:5, :7] = False
     w = plan_batches(32, 32, 32)[0][0]
