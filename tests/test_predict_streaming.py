@@ -252,6 +252,8 @@ def test_bad_input_leaves_no_file(data, tmp_path):
         predict_cube(data["cube"], data["ckpt"], tmp_path / "o.tif", tile=100)
     with pytest.raises(UserError, match="block 0 must be"):
         predict_cube(data["cube"], data["ckpt"], tmp_path / "o.tif", block=0)
+    with pytest.raises(UserError, match="blend 'soft' is not one of hann, crop; try --blend hann"):
+        predict_cube(data["cube"], data["ckpt"], tmp_path / "o.tif", blend="soft")
     with pytest.raises(UserError, match=r"\.png"):
         predict_cube(data["cube"], data["ckpt"], tmp_path / "o.tif", quicklook=tmp_path / "q.jpg")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["empty.zarr"]
