@@ -157,12 +157,16 @@ def test_flip_average_of_a_pointwise_model_is_its_softmax() -> None:
         np.testing.assert_allclose(FlipAverage(model)(x), model(x).softmax(1), atol=1e-6)
 
 
+def tiny_recipe(**overrides: object) -> Recipe:
+    """A two-epoch recipe of a small unet-gn: the in-memory training tests' network."""
+    options = dict(epochs=2, steps_per_epoch=1, batch_size=2, patch_size=16, precision="fp32",
+                   model_options={"base_channels": 8, "depth": 2, "groups": 4})  # fmt: skip
+    return Recipe(**{**options, **overrides})
+
+
 def test_train_in_memory_runs_the_engine_and_scores_the_test_columns(toy_scene: SceneData) -> None:
     data = toy_scene
-    recipe = Recipe(
-        epochs=2, steps_per_epoch=1, batch_size=2, patch_size=16, precision="fp32",
-        model_options={"base_channels": 8, "depth": 2, "groups": 4},
-    )  # fmt: skip
+    recipe = tiny_recipe()
     m = train_in_memory("unet-gn", data, recipe, extra_images=[data.image])
     assert m["epochs_run"] == 2 and len(m["history"]) == 2
     assert 0 <= m["best_epoch"] <= 1 and "test_before_refit" in m
@@ -176,10 +180,7 @@ def test_validate_in_memory_never_scores_the_test_columns(
     from senland_geo import evaluate
 
     data = toy_scene
-    recipe = Recipe(
-        epochs=2, steps_per_epoch=1, batch_size=2, patch_size=16, precision="fp32",
-        model_options={"base_channels": 8, "depth": 2, "groups": 4}, refit=False,
-    )  # fmt: skip
+    recipe = tiny_recipe(refit=False)
     scored: list[str] = []
     score = evaluate._score
 
@@ -201,10 +202,7 @@ def test_validate_in_memory_never_scores_the_test_columns(
 
 def test_train_in_memory_with_known_best_epochs_only_refits(toy_scene: SceneData) -> None:
     data = toy_scene
-    recipe = Recipe(
-        epochs=2, steps_per_epoch=1, batch_size=2, patch_size=16, precision="fp32",
-        model_options={"base_channels": 8, "depth": 2, "groups": 4},
-    )  # fmt: skip
+    recipe = tiny_recipe()
     full = train_in_memory("unet-gn", data, recipe)
     quick = train_in_memory("unet-gn", data, recipe, best_epochs=full["best_epochs"])
     assert quick["miou"] == pytest.approx(full["miou"])  # the same refitted network
