@@ -108,43 +108,6 @@ def _factors(transform: Sequence[float], spec: Any) -> tuple[int, int, int, int]
     return ky, kx, row, col  # type: ignore[return-value]
 
 
-def plan_aligned(
-    plain_items: Sequence[dict],
-    assets: Sequence[str],
-    *,
-    epsg: int,
-    resolution: float,
-    bounds: tuple[float, float, float, float],
-    gdal_env: Any,
-) -> Plan | None:
-    """Plan direct reads, or return None when some asset is not on the output grid.
-
-    Args:
-        plain_items: STAC items as dicts, in stackstac's order (sorted by date).
-        assets: Asset keys, the band order of the cube.
-        epsg: Output CRS.
-        resolution: Output pixel size.
-        bounds: Output bounds in ``epsg``.
-        gdal_env: stackstac ``LayeredEnv`` to open and read under.
-
-    Returns:
-        A :class:`Plan` whose ``(time, band)`` layout matches ``stackstac.stack`` with the
-        same arguments, or None (use stackstac).
-    """
-    from stackstac.prepare import prepare_items
-
-    table, spec, ids, items = prepare_items(
-        list(plain_items),
-        assets=list(assets),
-        epsg=epsg,
-        resolution=resolution,
-        bounds=bounds,
-        rescale=False,
-        dtype=np.dtype("uint16"),
-    )
-    return plan_prepared(table, spec, ids, items, assets, epsg=epsg, gdal_env=gdal_env)
-
-
 def plan_prepared(
     table: np.ndarray,
     spec: Any,
@@ -155,7 +118,9 @@ def plan_prepared(
     epsg: int,
     gdal_env: Any,
 ) -> Plan | None:
-    """:func:`plan_aligned` from what ``stackstac.prepare.prepare_items`` returned.
+    """Plan direct reads from what ``stackstac.prepare.prepare_items`` returned.
+
+    Returns None when some asset is not on the output grid.
 
     Args:
         table: Its asset table ``(time, band)``.
@@ -167,7 +132,8 @@ def plan_prepared(
         gdal_env: stackstac ``LayeredEnv`` to open and read under.
 
     Returns:
-        The plan, or None (use stackstac).
+        A :class:`Plan` whose ``(time, band)`` layout matches ``stackstac.stack`` with the
+        same arguments, or None (use stackstac).
     """
     if list(ids) != list(assets) or spec.epsg != epsg:
         return None

@@ -53,16 +53,6 @@ def sorting_network(n: int) -> tuple[tuple[int, int], ...]:
     return tuple(pairs)
 
 
-def _sort_time(values: np.ndarray) -> np.ndarray:
-    """Sort a ``(time, ...)`` uint16 array along time (``np.sort`` for long series)."""
-    n = values.shape[0]
-    if n > NETWORK_MAX:
-        return np.sort(values, axis=0)
-    planes = list(values)
-    _sort_planes(planes, np.empty_like(values[0]))
-    return np.stack(planes)
-
-
 def _sort_planes(planes: list[np.ndarray], spare: np.ndarray) -> np.ndarray:
     """Sort the ``planes`` (same-shape uint16 arrays) element-wise, in place in the list.
 
